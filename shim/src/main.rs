@@ -153,6 +153,12 @@ fn stop(prog: &str, request: &Request) -> i32 {
         }
     };
 
+    // swarm-init answers SIGUSR1 by sending SIGTERM to every process, this one
+    // included, possibly before we finish. Block it so the confirmation is
+    // always printed and the caller always sees exit 0; the pending signal
+    // dies with us.
+    block_termination_signals();
+
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(1, libc::SIGUSR1) } != 0 {
         let err = std::io::Error::last_os_error();
@@ -176,6 +182,21 @@ fn stop(prog: &str, request: &Request) -> i32 {
         request.mode.as_str()
     ));
     exit_code::OK
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP. Best effort: if it fails the stop
+/// still happens, only the confirmation line may be lost.
+fn block_termination_signals() {
+    // SAFETY: the set is initialised by sigemptyset before use, and the
+    // pointers are valid for the duration of each call.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// The real uid of whoever asked: sudo runs us with uid 0 and says who the
