@@ -1,0 +1,915 @@
+//! Downloading the bot zip: HTTP(S) with ureq, redirects, the machine token
+//! header, timeouts, size caps, retries with backoff, and the hand-over of a
+//! verified file to `SWARM_DIR/swarming_bot.zip`.
+//!
+//! Each attempt streams the body into `SWARM_DIR/swarming_bot.partial-<pid>.zip`
+//! (a name the stale-file cleanup `swarming_bot*.zip` removes) while hashing it,
+//! through one fixed buffer: the zip is never held in memory. Only a file that
+//! passed [`super::verify`] is fsynced and renamed into place; any other is
+//! deleted. The server's suggested file name is never used.
+//!
+//! Choices worth knowing:
+//! - Redirects are followed here, not by ureq, so each hop is logged, checked
+//!   against the plain-http policy, and counted (at most [`MAX_REDIRECTS`]);
+//!   the token goes only to the origin (scheme, host, port) of `SWARM_URL`.
+//! - TLS roots: the system bundle (`SSL_CERT_FILE`, else the usual
+//!   ca-certificates paths), so a CA added to the image is honoured; the
+//!   compiled-in Mozilla roots (webpki-roots, static data only) are the
+//!   fallback when no bundle is found.
+//! - ureq's trace logging would dump the raw request, token included, so the
+//!   log level is capped at debug (which ureq redacts) while fetching.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use ureq::http::{header, StatusCode, Uri};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::Agent;
+
+use super::config::{self, Config};
+use super::token::{self, MachineToken, TokenRead};
+use super::verify::{self, ZipReport};
+use crate::exit_code;
+
+/// Redirects followed per attempt before giving up (a loop, most likely).
+pub const MAX_REDIRECTS: u32 = 10;
+/// No wait between attempts is ever longer.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// One read/write/hash buffer; large enough that syscalls and per-chunk
+/// overhead vanish next to the byte work.
+const BUF_SIZE: usize = 256 * 1024;
+/// Progress is logged at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Written data is pushed to disk in the background every this many bytes,
+/// so the final fsync has little left to do.
+const WRITEBACK_CHUNK: u64 = 8 * 1024 * 1024;
+
+pub const FINAL_NAME: &str = "swarming_bot.zip";
+const TOKEN_HEADER: &str = "X-Luci-Machine-Token";
+
+/// A verified zip in place.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub report: ZipReport,
+    /// Every token sent, so the bot's environment can be scrubbed of them.
+    pub tokens: Vec<MachineToken>,
+}
+
+/// Why fetching failed for good: the exit code and the one line to log.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// How one attempt failed.
+#[derive(Debug)]
+enum AttemptError {
+    /// Worth another attempt (after `retry_after` if the server asked).
+    Retry {
+        cause: String,
+        retry_after: Option<Duration>,
+        verification: bool,
+    },
+    /// Another attempt would fail the same way.
+    Fatal { code: i32, cause: String },
+}
+
+fn retry(cause: impl Into<String>) -> AttemptError {
+    AttemptError::Retry {
+        cause: cause.into(),
+        retry_after: None,
+        verification: false,
+    }
+}
+
+fn fatal(code: i32, cause: impl Into<String>) -> AttemptError {
+    AttemptError::Fatal {
+        code,
+        cause: cause.into(),
+    }
+}
+
+/// The wait before attempt `failures + 1`: exponential from `initial`,
+/// doubling per failure, capped at [`MAX_WAIT`], with "equal jitter" (`unit`
+/// in [0, 1) picks a point in the upper half) so a fleet restarted together
+/// does not retry in lockstep.
+pub fn backoff_delay(initial: Duration, failures: u32, unit: f64) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+    let base = initial.saturating_mul(factor).min(MAX_WAIT);
+    let half = base / 2;
+    half + half.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// `Retry-After` in its delta-seconds form. (The HTTP-date form is not
+/// used by Swarming's servers or proxies in front of them; it is ignored and
+/// the normal backoff applies.)
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits only, so a parse failure means overflow: "a very long time".
+    Some(v.parse::<u64>().map_or(MAX_WAIT, Duration::from_secs))
+}
+
+/// The wait after a failed attempt: the server's Retry-After when it asked
+/// for longer than the backoff, else the backoff; never above [`MAX_WAIT`].
+pub fn next_wait(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .map_or(backoff, |ra| ra.max(backoff))
+        .min(MAX_WAIT)
+}
+
+/// A small xorshift generator for jitter: no need for cryptographic quality,
+/// only for different bots to pick different waits.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Jitter(nanos ^ (u64::from(std::process::id()) << 32) | 1)
+    }
+
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Resolves a `Location` header against the URL that sent it (RFC 3986 §5.2).
+pub fn resolve_location(base: &Uri, location: &str) -> Result<Uri, String> {
+    let loc = location.trim();
+    let bad = |why: &str| format!("bad redirect Location {loc:?} from {base}: {why}");
+    let scheme = base.scheme_str().unwrap_or("https");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    let has_scheme = loc.split_once(':').is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphabetic()
+    });
+    let absolute = if has_scheme {
+        loc.to_string()
+    } else if loc.starts_with("//") {
+        format!("{scheme}:{loc}")
+    } else {
+        let (path_part, rest) = match loc.find(['?', '#']) {
+            Some(i) => loc.split_at(i),
+            None => (loc, ""),
+        };
+        let merged = if path_part.is_empty() {
+            base.path().to_string()
+        } else if path_part.starts_with('/') {
+            path_part.to_string()
+        } else {
+            let base_path = base.path();
+            let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+            format!("{}{}", if dir.is_empty() { "/" } else { dir }, path_part)
+        };
+        let rest = match (rest.is_empty(), base.query()) {
+            // "" keeps the base query, per RFC 3986 5.2.2.
+            (true, Some(q)) if path_part.is_empty() => format!("?{q}"),
+            _ => rest.to_string(),
+        };
+        format!(
+            "{scheme}://{authority}{}{rest}",
+            remove_dot_segments(&merged)
+        )
+    };
+    // The fragment is for the client only; http::Uri rejects it anyway.
+    let without_fragment = absolute.split('#').next().unwrap_or_default();
+    let uri: Uri = without_fragment.parse().map_err(|e| bad(&format!("{e}")))?;
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        _ => return Err(bad("not an http:// or https:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(uri)
+}
+
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *seg {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    }
+}
+
+/// Same scheme, host and port: where the token may be sent.
+pub fn same_origin(a: &Uri, b: &Uri) -> bool {
+    let scheme = |u: &Uri| u.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let port = |u: &Uri| {
+        u.port_u16()
+            .unwrap_or(if scheme(u) == "https" { 443 } else { 80 })
+    };
+    let host = |u: &Uri| u.host().unwrap_or("").to_ascii_lowercase();
+    scheme(a) == scheme(b) && host(a) == host(b) && port(a) == port(b)
+}
+
+fn load_roots() -> RootCerts {
+    let candidates: Vec<PathBuf> = match std::env::var_os("SSL_CERT_FILE") {
+        Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
+        _ => [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
+    };
+    for path in candidates {
+        let Ok(pem) = fs::read(&path) else { continue };
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            log::debug!(
+                "TLS: {} root certificates from {}",
+                certs.len(),
+                path.display()
+            );
+            return RootCerts::Specific(Arc::new(certs));
+        }
+    }
+    log::debug!("TLS: no system CA bundle found; using the built-in Mozilla roots");
+    RootCerts::WebPki
+}
+
+fn make_agent(cfg: &Config) -> Agent {
+    let t = Some(cfg.fetch_timeout);
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(t)
+        .timeout_send_request(t)
+        .timeout_recv_response(t)
+        .timeout_per_read(t)
+        .timeout_per_write(t)
+        .input_buffer_size(BUF_SIZE)
+        .user_agent(concat!("swarm-init/", env!("CARGO_PKG_VERSION")))
+        .tls_config(TlsConfig::builder().root_certs(load_roots()).build())
+        .build()
+        .into()
+}
+
+/// Progress and bookkeeping of one attempt.
+struct Attempt {
+    bytes: u64,
+    final_url: String,
+}
+
+/// Everything that stays the same across attempts.
+struct Fetcher<'a> {
+    cfg: &'a Config,
+    agent: Agent,
+    temp: PathBuf,
+    final_path: PathBuf,
+    owner: Option<(u32, u32)>,
+    buf: Vec<u8>,
+    tokens: Vec<MachineToken>,
+    token_note: Option<String>,
+}
+
+/// Downloads and verifies the bot zip into `cfg.dir`, retrying as configured.
+/// `owner` (uid, gid) is given the file when running as root.
+pub fn fetch(cfg: &Config, owner: Option<(u32, u32)>) -> Result<Fetched, Failure> {
+    if log::max_level() > log::LevelFilter::Debug {
+        log::set_max_level(log::LevelFilter::Debug);
+        log::debug!("log level capped at debug while fetching: trace output would include the machine token");
+    }
+    let mut f = Fetcher {
+        cfg,
+        agent: make_agent(cfg),
+        temp: cfg
+            .dir
+            .join(format!("swarming_bot.partial-{}.zip", std::process::id())),
+        final_path: cfg.dir.join(FINAL_NAME),
+        owner,
+        buf: vec![0u8; BUF_SIZE],
+        tokens: Vec::new(),
+        token_note: None,
+    };
+    let mut jitter = Jitter::new();
+    let attempts = cfg.fetch_attempts;
+    for n in 1..=attempts {
+        let start = Instant::now();
+        let mut at = Attempt {
+            bytes: 0,
+            final_url: cfg.url.clone(),
+        };
+        log::info!("fetch attempt {n}/{attempts}: GET {}", cfg.url);
+        let result = f.attempt(&mut at);
+        let took = start.elapsed();
+        let err = match result {
+            Ok((size, sha256, report)) => {
+                log::info!(
+                    "fetch attempt {n}/{attempts}: {} verified in {:.2?} ({} bytes{}, {} entries, \
+                     sha256 {}, bot version {})",
+                    f.final_path.display(),
+                    took,
+                    size,
+                    rate(size, took),
+                    report.entries,
+                    config::hex(&sha256),
+                    config::hex(&report.bot_version),
+                );
+                return Ok(Fetched {
+                    path: f.final_path,
+                    size,
+                    sha256,
+                    report,
+                    tokens: f.tokens,
+                });
+            }
+            Err(e) => e,
+        };
+        let _ = fs::remove_file(&f.temp);
+        match err {
+            AttemptError::Fatal { code, cause } => {
+                log::error!("fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}", at.bytes);
+                return Err(Failure {
+                    code,
+                    message: fatal_message(code, cfg, &cause),
+                });
+            }
+            AttemptError::Retry {
+                cause,
+                retry_after,
+                verification,
+            } => {
+                if n == attempts {
+                    log::error!(
+                        "fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}; no attempts left",
+                        at.bytes
+                    );
+                    let (code, message) =
+                        exhausted_message(cfg, &cause, verification, &at.final_url);
+                    return Err(Failure { code, message });
+                }
+                let wait = next_wait(
+                    backoff_delay(cfg.backoff_initial, n, jitter.unit()),
+                    retry_after,
+                );
+                log::warn!(
+                    "fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}; \
+                     next attempt in {wait:.2?}",
+                    at.bytes
+                );
+                // SIGTERM keeps its default action in this process, so it
+                // ends this sleep (and the boot) at once.
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    Err(Failure {
+        code: exit_code::FETCH,
+        message: "no fetch attempt was made".into(),
+    })
+}
+
+fn fatal_message(code: i32, cfg: &Config, cause: &str) -> String {
+    match code {
+        exit_code::IO_ERROR => format!(
+            "{cause}; check that SWARM_DIR={} is writable and has room",
+            cfg.dir.display()
+        ),
+        _ => format!(
+            "cannot download the bot from SWARM_URL={}: {cause}",
+            cfg.url
+        ),
+    }
+}
+
+fn exhausted_message(
+    cfg: &Config,
+    cause: &str,
+    verification: bool,
+    final_url: &str,
+) -> (i32, String) {
+    if verification {
+        (
+            exit_code::VERIFICATION,
+            format!(
+                "the bot zip from {final_url} failed verification on all {} attempts, last: {cause}; \
+                 check SWARM_URL, SWARM_BOT_SHA256 and SWARM_BOT_VERSION",
+                cfg.fetch_attempts
+            ),
+        )
+    } else {
+        (
+            exit_code::FETCH,
+            format!(
+                "cannot download the bot from SWARM_URL={} after {} attempts, last: {cause}; \
+                 check the server and the network, or raise SWARM_INIT_FETCH_ATTEMPTS",
+                cfg.url, cfg.fetch_attempts
+            ),
+        )
+    }
+}
+
+fn rate(bytes: u64, took: Duration) -> String {
+    let secs = took.as_secs_f64();
+    if secs <= 0.0 {
+        return String::new();
+    }
+    format!(", {:.1} MiB/s", bytes as f64 / secs / (1024.0 * 1024.0))
+}
+
+fn classify_ureq(e: ureq::Error, timeout: Duration) -> AttemptError {
+    match e {
+        ureq::Error::Timeout(which) => retry(format!("timed out ({which}) after {timeout:?}")),
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            retry(format!("connection closed early: {io}"))
+        }
+        ureq::Error::HostNotFound => retry("host not found (DNS)"),
+        e @ (ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::RequireHttpsOnly(_)) => {
+            fatal(exit_code::FETCH, format!("bad request: {e}"))
+        }
+        e @ ureq::Error::LargeResponseHeader(..) => fatal(exit_code::FETCH, format!("{e}")),
+        e => retry(format!("{e}")),
+    }
+}
+
+impl Fetcher<'_> {
+    /// The token header value for `uri`, re-reading the file each time:
+    /// tokend refreshes it, and retries can span minutes.
+    fn token_for(&mut self, uri: &Uri) -> Option<MachineToken> {
+        if !same_origin(uri, &self.cfg.uri) {
+            return None;
+        }
+        let path = self.cfg.token_file.as_ref()?;
+        let (token, note) = match token::read(path) {
+            TokenRead::Token(t) => (
+                Some(t),
+                format!("sending {TOKEN_HEADER} from {}", path.display()),
+            ),
+            TokenRead::Missing => (
+                None,
+                format!(
+                    "no token file at {}; fetching without {TOKEN_HEADER}",
+                    path.display()
+                ),
+            ),
+            TokenRead::Unusable(why) => (
+                None,
+                format!(
+                    "token file {}: {why}; fetching without {TOKEN_HEADER}",
+                    path.display()
+                ),
+            ),
+        };
+        // Say it once, and again only when it changes.
+        if self.token_note.as_deref() != Some(note.as_str()) {
+            if token.is_none() && !note.starts_with("no token file") {
+                log::warn!("{note}");
+            } else {
+                log::info!("{note}");
+            }
+            self.token_note = Some(note);
+        }
+        if let Some(t) = &token {
+            if !self.tokens.contains(t) {
+                self.tokens.push(t.clone());
+            }
+        }
+        token
+    }
+
+    fn attempt(&mut self, at: &mut Attempt) -> Result<(u64, [u8; 32], ZipReport), AttemptError> {
+        let mut uri = self.cfg.uri.clone();
+        let mut redirects = 0;
+        let response = loop {
+            if !config::http_allowed(&uri, self.cfg.allow_http, self.cfg.sha256_pin.is_some()) {
+                return Err(fatal(
+                    exit_code::FETCH,
+                    config::plain_http_refused("redirect to", &uri.to_string()),
+                ));
+            }
+            let mut request = self.agent.get(uri.clone());
+            if let Some(token) = self.token_for(&uri) {
+                request = request.header(TOKEN_HEADER, token.expose());
+            }
+            let response = request
+                .call()
+                .map_err(|e| classify_ureq(e, self.cfg.fetch_timeout))?;
+            let status = response.status();
+            if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        retry(format!(
+                            "HTTP {status} from {uri} without a usable Location header"
+                        ))
+                    })?;
+                let next =
+                    resolve_location(&uri, location).map_err(|e| fatal(exit_code::FETCH, e))?;
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(fatal(
+                        exit_code::FETCH,
+                        format!("more than {MAX_REDIRECTS} redirects (a redirect loop?), the last to {next}"),
+                    ));
+                }
+                log::info!("HTTP {status}: redirected to {next}");
+                uri = next;
+                at.final_url = uri.to_string();
+                continue;
+            }
+            if status == StatusCode::OK {
+                break response;
+            }
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let what = format!("HTTP {status} from {uri}");
+            return Err(match status.as_u16() {
+                408 | 429 | 500..=599 => AttemptError::Retry {
+                    cause: what,
+                    retry_after,
+                    verification: false,
+                },
+                400..=499 => fatal(
+                    exit_code::FETCH,
+                    format!("{what}; check SWARM_URL and the machine token"),
+                ),
+                _ => fatal(exit_code::FETCH, format!("{what}: not the bot zip")),
+            });
+        };
+
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = response.into_body();
+        let expected = body.content_length();
+        if let Some(len) = expected {
+            if len > self.cfg.max_bytes {
+                return Err(fatal(
+                    exit_code::FETCH,
+                    format!(
+                        "the server announces {len} bytes, more than SWARM_INIT_FETCH_MAX_BYTES={}; \
+                         raise it if the bot zip is really that big",
+                        self.cfg.max_bytes
+                    ),
+                ));
+            }
+        }
+        let mut reader = body.as_reader();
+        let mut file = self.create_temp()?;
+        let mut hasher = Sha256::new();
+        let started = Instant::now();
+        let mut last_progress = started;
+        let mut synced_to: u64 = 0;
+        let fd = file.as_raw_fd();
+        loop {
+            let n = match reader.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let e = classify_ureq(ureq::Error::from(e), self.cfg.fetch_timeout);
+                    return Err(match (e, expected) {
+                        (AttemptError::Retry { cause, .. }, Some(len)) => retry(format!(
+                            "body cut short after {} of {len} bytes: {cause}",
+                            at.bytes
+                        )),
+                        (AttemptError::Retry { cause, .. }, None) => {
+                            retry(format!("body cut short after {} bytes: {cause}", at.bytes))
+                        }
+                        (other, _) => other,
+                    });
+                }
+            };
+            at.bytes += n as u64;
+            if at.bytes > self.cfg.max_bytes {
+                return Err(fatal(
+                    exit_code::FETCH,
+                    format!(
+                        "the body exceeds SWARM_INIT_FETCH_MAX_BYTES={}; raise it if the bot zip is really that big",
+                        self.cfg.max_bytes
+                    ),
+                ));
+            }
+            let chunk = &self.buf[..n];
+            hasher.update(chunk);
+            file.write_all(chunk).map_err(|e| self.write_error(&e))?;
+            if at.bytes - synced_to >= WRITEBACK_CHUNK {
+                start_writeback(fd, synced_to, at.bytes - synced_to);
+                synced_to = at.bytes;
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                let of = expected.map(|l| format!(" of {l}")).unwrap_or_default();
+                log::info!(
+                    "downloaded {}{of} bytes{}",
+                    at.bytes,
+                    rate(at.bytes, started.elapsed())
+                );
+            }
+        }
+        if let Some(len) = expected {
+            if at.bytes != len {
+                return Err(retry(format!(
+                    "body cut short: {} of {len} bytes",
+                    at.bytes
+                )));
+            }
+        }
+        let sha256: [u8; 32] = hasher.finalize().into();
+        self.finish(file, at.bytes, sha256, content_type.as_deref())
+    }
+
+    fn create_temp(&self) -> Result<File, AttemptError> {
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                // The directory belongs to the bot user: never follow a link planted there.
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&self.temp)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&self.temp);
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            fatal(
+                exit_code::IO_ERROR,
+                format!("cannot create {}: {e}", self.temp.display()),
+            )
+        })?;
+        // umask must not decide whether the bot can read its own code.
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| {
+                fatal(
+                    exit_code::IO_ERROR,
+                    format!("cannot chmod {}: {e}", self.temp.display()),
+                )
+            })?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| {
+                fatal(
+                    exit_code::IO_ERROR,
+                    format!("cannot chown {}: {e}", self.temp.display()),
+                )
+            })?;
+        }
+        Ok(file)
+    }
+
+    fn write_error(&self, e: &io::Error) -> AttemptError {
+        fatal(
+            exit_code::IO_ERROR,
+            format!("cannot write {}: {e}", self.temp.display()),
+        )
+    }
+
+    /// Verifies the downloaded file while its data goes to disk, then moves it
+    /// into place.
+    fn finish(
+        &mut self,
+        file: File,
+        size: u64,
+        sha256: [u8; 32],
+        content_type: Option<&str>,
+    ) -> Result<(u64, [u8; 32], ZipReport), AttemptError> {
+        let verification_failed = |why: String| {
+            let ct = content_type
+                .map(|c| format!(" (Content-Type {c})"))
+                .unwrap_or_default();
+            AttemptError::Retry {
+                cause: format!("downloaded file{ct} failed verification: {why}"),
+                retry_after: None,
+                verification: true,
+            }
+        };
+        verify::check_pin(&sha256, self.cfg.sha256_pin.as_ref()).map_err(verification_failed)?;
+        let syncer = file.try_clone().map_err(|e| self.write_error(&e))?;
+        let buf = &mut self.buf;
+        // fsync waits on the disk while verification works on the page cache:
+        // the two overlap instead of adding up.
+        let (synced, verified) = std::thread::scope(|s| {
+            let sync = s.spawn(move || syncer.sync_all());
+            let mut reader = file;
+            let verified = reader
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| e.to_string())
+                .and_then(|_| verify::verify_zip(&mut reader, buf));
+            (sync.join(), verified)
+        });
+        let report = verified.map_err(verification_failed)?;
+        verify::check_version(&report, self.cfg.bot_version.as_ref())
+            .map_err(verification_failed)?;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(fatal(
+                    exit_code::IO_ERROR,
+                    format!("cannot fsync {}: {e}", self.temp.display()),
+                ))
+            }
+            Err(_) => {
+                return Err(fatal(
+                    exit_code::IO_ERROR,
+                    format!("fsync of {} failed", self.temp.display()),
+                ))
+            }
+        }
+        fs::rename(&self.temp, &self.final_path).map_err(|e| {
+            fatal(
+                exit_code::IO_ERROR,
+                format!(
+                    "cannot rename {} to {}: {e}",
+                    self.temp.display(),
+                    self.final_path.display()
+                ),
+            )
+        })?;
+        sync_dir(&self.cfg.dir);
+        Ok((size, sha256, report))
+    }
+}
+
+/// Starts writeback of a written range without waiting for it.
+fn start_writeback(fd: i32, offset: u64, len: u64) {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: fd is an open file we own; the call only schedules I/O. Its
+    // failure only costs time at the final fsync, so the result is ignored.
+    unsafe {
+        libc::sync_file_range(fd, off, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Makes the rename durable. Best effort: the file itself is already synced.
+fn sync_dir(dir: &Path) {
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        log::warn!("cannot fsync directory {}: {e}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff_delay(s(1), 1, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff_delay(s(1), 1, 1.0), s(1));
+        assert_eq!(backoff_delay(s(1), 2, 1.0), s(2));
+        assert_eq!(backoff_delay(s(1), 3, 0.5), Duration::from_millis(3000));
+        assert_eq!(backoff_delay(s(1), 7, 1.0), s(60));
+        assert_eq!(backoff_delay(s(1), 40, 1.0), s(60));
+        assert_eq!(backoff_delay(s(1), u32::MAX, 0.0), s(30));
+        assert_eq!(backoff_delay(Duration::ZERO, 5, 0.7), Duration::ZERO);
+        for failures in 1..20 {
+            let lo = backoff_delay(s(1), failures, 0.0);
+            let hi = backoff_delay(s(1), failures, 0.999);
+            assert!(
+                lo <= hi && hi <= MAX_WAIT && lo * 2 >= hi.min(s(60)) - Duration::from_millis(2)
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_is_in_range_and_varies() {
+        let mut j = Jitter::new();
+        let values: Vec<f64> = (0..100).map(|_| j.unit()).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        assert!(values.windows(2).any(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("99999999999999999999999"), Some(MAX_WAIT));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after(""), None);
+        assert_eq!(parse_retry_after("1.5"), None);
+    }
+
+    #[test]
+    fn wait_honours_retry_after_within_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(next_wait(s(1), None), s(1));
+        assert_eq!(next_wait(s(1), Some(s(5))), s(5));
+        assert_eq!(next_wait(s(8), Some(s(2))), s(8));
+        assert_eq!(next_wait(s(1), Some(s(3600))), MAX_WAIT);
+    }
+
+    #[test]
+    fn locations() {
+        let base: Uri = "https://swarm.example.com:8443/swarming/bot_code?x=1"
+            .parse()
+            .unwrap();
+        let r = |l: &str| resolve_location(&base, l).map(|u| u.to_string());
+        assert_eq!(
+            r("https://other.example.com/z").unwrap(),
+            "https://other.example.com/z"
+        );
+        assert_eq!(
+            r("//cdn.example.com/a").unwrap(),
+            "https://cdn.example.com/a"
+        );
+        assert_eq!(
+            r("/bot_code/v1").unwrap(),
+            "https://swarm.example.com:8443/bot_code/v1"
+        );
+        assert_eq!(
+            r("v1/zip").unwrap(),
+            "https://swarm.example.com:8443/swarming/v1/zip"
+        );
+        assert_eq!(
+            r("../up?y=2").unwrap(),
+            "https://swarm.example.com:8443/up?y=2"
+        );
+        assert_eq!(
+            r("../../../../etc/passwd").unwrap(),
+            "https://swarm.example.com:8443/etc/passwd"
+        );
+        assert_eq!(
+            r("./a/./b/../c").unwrap(),
+            "https://swarm.example.com:8443/swarming/a/c"
+        );
+        assert_eq!(
+            r("?q=3").unwrap(),
+            "https://swarm.example.com:8443/swarming/bot_code?q=3"
+        );
+        assert_eq!(r("/p#frag").unwrap(), "https://swarm.example.com:8443/p");
+        assert!(r("ftp://x/y").is_err());
+        assert!(r("file:///etc/passwd").is_err());
+        assert!(r("https:///nohost").is_err());
+    }
+
+    #[test]
+    fn origins() {
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(same_origin(
+            &u("https://H.example.com/a"),
+            &u("https://h.example.com:443/b")
+        ));
+        assert!(same_origin(
+            &u("http://127.0.0.1:80/a"),
+            &u("http://127.0.0.1/b")
+        ));
+        assert!(!same_origin(&u("https://h/a"), &u("http://h/a")));
+        assert!(!same_origin(&u("https://h/a"), &u("https://h:8443/a")));
+        assert!(!same_origin(&u("https://h/a"), &u("https://evil/a")));
+    }
+}
