@@ -8,12 +8,14 @@
 //! - `spawn`: forking the main child; `shutdown_request`: what the shim left.
 //! - `bot`: bot mode (download, verification, privilege drop, exec), which
 //!   only ever runs in the main child.
+//! - `memory`: keeping PID 1's resident memory small while it supervises.
 //! - `exit_code`: every exit code swarm-init chooses itself.
 
 mod bot;
 mod cli;
 mod exit_code;
 mod logging;
+mod memory;
 mod process_tree;
 mod reaper;
 mod settings;

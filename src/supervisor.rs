@@ -60,6 +60,7 @@ pub fn run(settings: &Settings, work: Work) -> i32 {
         }
     };
     log::info!("main child started as pid {main_child}");
+    crate::memory::release_startup_pages();
 
     let stop = supervise(settings, main_child, &supervised);
     let (exit_code, main_child_alive) = match stop {
