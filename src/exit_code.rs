@@ -6,9 +6,6 @@
 //! that they rarely collide with a program's ordinary codes, and the shell's
 //! 126/127 for exec failures. The README lists them all; keep both in step.
 
-// Bot mode (src/bot) is the user of most of these codes.
-#![allow(dead_code)]
-
 /// Bad command line (unknown option, missing program after `--`).
 pub const USAGE: i32 = 64;
 /// A bot zip failed verification (CRC, `__main__.py`, SHA-256 pin, bot version).
