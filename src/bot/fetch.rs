@@ -22,9 +22,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -602,68 +603,22 @@ impl Fetcher<'_> {
             }
         }
         let mut reader = body.as_reader();
-        let mut file = self.create_temp()?;
-        let mut hasher = Sha256::new();
-        let started = Instant::now();
-        let mut last_progress = started;
-        let mut synced_to: u64 = 0;
-        let fd = file.as_raw_fd();
-        loop {
-            let n = match reader.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let e = classify_ureq(ureq::Error::from(e), self.cfg.fetch_timeout);
-                    return Err(match (e, expected) {
-                        (AttemptError::Retry { cause, .. }, Some(len)) => retry(format!(
-                            "body cut short after {} of {len} bytes: {cause}",
-                            at.bytes
-                        )),
-                        (AttemptError::Retry { cause, .. }, None) => {
-                            retry(format!("body cut short after {} bytes: {cause}", at.bytes))
-                        }
-                        (other, _) => other,
-                    });
-                }
-            };
-            at.bytes += n as u64;
-            if at.bytes > self.cfg.max_bytes {
-                return Err(fatal(
-                    exit_code::FETCH,
-                    format!(
-                        "the body exceeds SWARM_INIT_FETCH_MAX_BYTES={}; raise it if the bot zip is really that big",
-                        self.cfg.max_bytes
-                    ),
-                ));
-            }
-            let chunk = &self.buf[..n];
-            hasher.update(chunk);
-            file.write_all(chunk).map_err(|e| self.write_error(&e))?;
-            if at.bytes - synced_to >= WRITEBACK_CHUNK {
-                start_writeback(fd, synced_to, at.bytes - synced_to);
-                synced_to = at.bytes;
-            }
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                last_progress = Instant::now();
-                let of = expected.map(|l| format!(" of {l}")).unwrap_or_default();
-                log::info!(
-                    "downloaded {}{of} bytes{}",
-                    at.bytes,
-                    rate(at.bytes, started.elapsed())
-                );
-            }
-        }
-        if let Some(len) = expected {
-            if at.bytes != len {
-                return Err(retry(format!(
-                    "body cut short: {} of {len} bytes",
-                    at.bytes
-                )));
-            }
-        }
-        let sha256: [u8; 32] = hasher.finalize().into();
-        self.finish(file, at.bytes, sha256, content_type.as_deref())
+        let file = self.create_temp()?;
+        let tail = Tail::default();
+        let mut buf = std::mem::take(&mut self.buf);
+        // The downloaded bytes are hashed and their zip entries verified on a
+        // second thread, from the page cache, while the download goes on: by
+        // the time the last byte arrives, almost all the checking is done.
+        let (downloaded, checked) = std::thread::scope(|s| {
+            let checker = s.spawn(|| check_while_downloading(&file, &tail));
+            let downloaded =
+                download_body(&mut reader, &file, &tail, &mut buf, self.cfg, at, expected);
+            tail.end(downloaded.is_ok());
+            (downloaded, checker.join())
+        });
+        self.buf = buf;
+        downloaded?;
+        self.finish(file, at.bytes, checked.ok(), content_type.as_deref())
     }
 
     fn create_temp(&self) -> Result<File, AttemptError> {
@@ -716,13 +671,13 @@ impl Fetcher<'_> {
         )
     }
 
-    /// Verifies the downloaded file while its data goes to disk, then moves it
-    /// into place.
+    /// Completes verification of the downloaded file while its data goes to
+    /// disk, then moves it into place.
     fn finish(
         &mut self,
         file: File,
         size: u64,
-        sha256: [u8; 32],
+        checked: Option<Checked>,
         content_type: Option<&str>,
     ) -> Result<(u64, [u8; 32], ZipReport), AttemptError> {
         let verification_failed = |why: String| {
@@ -735,25 +690,34 @@ impl Fetcher<'_> {
                 verification: true,
             }
         };
+        let (sha256, streamed) = match checked {
+            Some(Checked {
+                sha256: Some(sha256),
+                stream,
+            }) => (sha256, Some(stream)),
+            // The checker could not finish (it cannot, short of a bug): hash again.
+            _ => (
+                sha256_of(&file, &mut self.buf).map_err(|e| self.write_error(&e))?,
+                None,
+            ),
+        };
         verify::check_pin(&sha256, self.cfg.sha256_pin.as_ref()).map_err(verification_failed)?;
         let syncer = file.try_clone().map_err(|e| self.write_error(&e))?;
         let buf = &mut self.buf;
-        // fsync waits on the disk while verification works on the page cache:
-        // the two overlap instead of adding up.
+        // fsync waits on the disk while the rest of the verification runs.
         let (synced, verified) = std::thread::scope(|s| {
-            let sync = s.spawn(move || syncer.sync_all());
-            let mut reader = file;
-            let verified = reader
-                .seek(SeekFrom::Start(0))
-                .map_err(|e| e.to_string())
-                .and_then(|_| verify::verify_zip(&mut reader, buf));
+            let sync = s.spawn(move || {
+                let start = Instant::now();
+                syncer.sync_all().map(|()| start.elapsed())
+            });
+            let verified = complete_verification(&file, streamed, buf);
             (sync.join(), verified)
         });
         let report = verified.map_err(verification_failed)?;
         verify::check_version(&report, self.cfg.bot_version.as_ref())
             .map_err(verification_failed)?;
         match synced {
-            Ok(Ok(())) => {}
+            Ok(Ok(took)) => log::debug!("fsync of {} took {took:.2?}", self.temp.display()),
             Ok(Err(e)) => {
                 return Err(fatal(
                     exit_code::IO_ERROR,
@@ -779,6 +743,243 @@ impl Fetcher<'_> {
         })?;
         sync_dir(&self.cfg.dir);
         Ok((size, sha256, report))
+    }
+}
+
+/// Uses the streaming pass when the central directory confirms it; otherwise
+/// (data descriptors, a prefix, any doubt, or a corrupt file) verifies the
+/// whole file again the ordinary way, which also words the error.
+fn complete_verification(
+    file: &File,
+    streamed: Option<Result<verify::StreamReport, String>>,
+    buf: &mut [u8],
+) -> Result<ZipReport, String> {
+    let start = Instant::now();
+    let confirmed = match streamed {
+        Some(Ok(seen)) => verify::check_central(file, &seen),
+        Some(Err(why)) => Err(why),
+        None => Err("no streaming pass".to_string()),
+    };
+    match confirmed {
+        Ok(report) => {
+            log::debug!(
+                "zip verified while downloading; central directory checked in {:.2?}",
+                start.elapsed()
+            );
+            Ok(report)
+        }
+        Err(why) => {
+            log::debug!("streaming verification inconclusive ({why}); verifying the whole file");
+            let mut reader = file;
+            reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            let report = verify::verify_zip(reader, buf);
+            log::debug!("full verification took {:.2?}", start.elapsed());
+            report
+        }
+    }
+}
+
+/// What the checker thread found: the SHA-256 of all the bytes (None if the
+/// download was abandoned) and the streaming zip verification.
+struct Checked {
+    sha256: Option<[u8; 32]>,
+    stream: Result<verify::StreamReport, String>,
+}
+
+/// How far the download has written the temp file, shared with the checker.
+#[derive(Default)]
+struct Tail {
+    state: Mutex<TailState>,
+    grew: Condvar,
+}
+
+#[derive(Default)]
+struct TailState {
+    written: u64,
+    /// Some(true): complete; Some(false): abandoned.
+    end: Option<bool>,
+}
+
+impl Tail {
+    fn lock(&self) -> MutexGuard<'_, TailState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn advance(&self, written: u64) {
+        self.lock().written = written;
+        self.grew.notify_all();
+    }
+
+    fn end(&self, complete: bool) {
+        self.lock().end = Some(complete);
+        self.grew.notify_all();
+    }
+}
+
+/// Reads the temp file behind the download, waiting for it to grow, and
+/// hashes every byte it hands out.
+struct TailReader<'a> {
+    file: &'a File,
+    tail: &'a Tail,
+    pos: u64,
+    sha256: Sha256,
+}
+
+impl Read for TailReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = {
+            let mut state = self.tail.lock();
+            loop {
+                if state.written > self.pos {
+                    break state.written - self.pos;
+                }
+                match state.end {
+                    Some(true) => return Ok(0),
+                    Some(false) => return Err(io::Error::other("download abandoned")),
+                    None => {
+                        state = self
+                            .tail
+                            .grew
+                            .wait(state)
+                            .unwrap_or_else(PoisonError::into_inner)
+                    }
+                }
+            }
+        };
+        let want = buf
+            .len()
+            .min(usize::try_from(available).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "temp file shorter than written",
+            ));
+        }
+        self.sha256.update(&buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The checker thread: streams the zip entries through verification, then
+/// hashes whatever follows them (the central directory) to the end.
+fn check_while_downloading(file: &File, tail: &Tail) -> Checked {
+    let hashing = TailReader {
+        file,
+        tail,
+        pos: 0,
+        sha256: Sha256::new(),
+    };
+    let mut buffered = io::BufReader::with_capacity(BUF_SIZE, hashing);
+    let mut scratch = vec![0u8; BUF_SIZE];
+    let stream = verify::verify_stream(&mut buffered, &mut scratch);
+    // Bytes in the BufReader were hashed when they were read in.
+    let mut hashing = buffered.into_inner();
+    let drained = loop {
+        match hashing.read(&mut scratch) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
+    };
+    Checked {
+        sha256: drained.then(|| hashing.sha256.finalize().into()),
+        stream,
+    }
+}
+
+/// Streams the body into `file`, telling the checker how far it got.
+fn download_body(
+    reader: &mut impl Read,
+    file: &File,
+    tail: &Tail,
+    buf: &mut [u8],
+    cfg: &Config,
+    at: &mut Attempt,
+    expected: Option<u64>,
+) -> Result<(), AttemptError> {
+    let started = Instant::now();
+    let mut last_progress = started;
+    let mut synced_to: u64 = 0;
+    let mut out = file;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let e = classify_ureq(ureq::Error::from(e), cfg.fetch_timeout);
+                return Err(match (e, expected) {
+                    (AttemptError::Retry { cause, .. }, Some(len)) => retry(format!(
+                        "body cut short after {} of {len} bytes: {cause}",
+                        at.bytes
+                    )),
+                    (AttemptError::Retry { cause, .. }, None) => {
+                        retry(format!("body cut short after {} bytes: {cause}", at.bytes))
+                    }
+                    (other, _) => other,
+                });
+            }
+        };
+        at.bytes += n as u64;
+        if at.bytes > cfg.max_bytes {
+            return Err(fatal(
+                exit_code::FETCH,
+                format!(
+                    "the body exceeds SWARM_INIT_FETCH_MAX_BYTES={}; raise it if the bot zip is really that big",
+                    cfg.max_bytes
+                ),
+            ));
+        }
+        out.write_all(&buf[..n]).map_err(|e| {
+            fatal(
+                exit_code::IO_ERROR,
+                format!("cannot write the download: {e}"),
+            )
+        })?;
+        tail.advance(at.bytes);
+        if at.bytes - synced_to >= WRITEBACK_CHUNK {
+            start_writeback(file.as_raw_fd(), synced_to, at.bytes - synced_to);
+            synced_to = at.bytes;
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            let of = expected.map(|l| format!(" of {l}")).unwrap_or_default();
+            log::info!(
+                "downloaded {}{of} bytes{}",
+                at.bytes,
+                rate(at.bytes, started.elapsed())
+            );
+        }
+    }
+    if let Some(len) = expected {
+        if at.bytes != len {
+            return Err(retry(format!(
+                "body cut short: {} of {len} bytes",
+                at.bytes
+            )));
+        }
+    }
+    log::debug!(
+        "body of {} bytes received in {:.2?}",
+        at.bytes,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn sha256_of(file: &File, buf: &mut [u8]) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut pos = 0u64;
+    loop {
+        let n = file.read_at(buf, pos)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
     }
 }
 
