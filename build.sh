@@ -34,7 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --skip-cargo) skip_cargo=1 ;;
     --binaries-only) binaries_only=1 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (see ./build.sh --help)" ;;
   esac
 done
@@ -86,8 +86,10 @@ for bin in "${binaries[@]}"; do
     || die "$release_dir/$bin is missing; run ./build.sh without --skip-cargo"
   install -m 0755 "$release_dir/$bin" "$stage/$bin"
   # A dynamic binary would run only on bases with this machine's glibc.
-  if command -v file >/dev/null 2>&1 && ! file -L "$stage/$bin" | grep -q 'static'; then
-    die "$stage/$bin is not statically linked ($(file -b "$stage/$bin")); do not pass --skip-cargo with binaries from a plain 'cargo build'"
+  # (readelf, not file: old versions of file call static-pie "dynamic".)
+  if command -v readelf >/dev/null 2>&1 \
+      && LC_ALL=C readelf -lW "$stage/$bin" | grep -q 'program interpreter'; then
+    die "$stage/$bin is dynamically linked; build it with ./build.sh (not a plain 'cargo build') so that it is static"
   fi
 done
 

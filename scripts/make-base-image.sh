@@ -2,10 +2,14 @@
 # Build a local Debian base image with debootstrap and `docker import`, for
 # machines without an image registry (CI, the container smoke tests).
 #
-# Usage: scripts/make-base-image.sh [--force] [TAG]
+# Usage: scripts/make-base-image.sh [--force] [--bare] [TAG]
 #   TAG       image tag to create (default: $SWARM_BASE_IMAGE or
 #             swarm-init-base:bookworm). An existing image with this tag is
 #             reused unless --force is given.
+#   --bare    only the minbase system, like an official image: the
+#             Dockerfile's apt-get step then installs everything itself.
+#             By default the packages the images install are preinstalled,
+#             which makes that step cheap.
 # Env:
 #   DEBIAN_SUITE   (default bookworm)
 #   DEBIAN_MIRROR  (default http://deb.debian.org/debian)
@@ -19,11 +23,13 @@ die() { echo "make-base-image: error: $*" >&2; exit 1; }
 log() { echo "make-base-image: $*" >&2; }
 
 force=0
+bare=0
 tag=""
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bare) bare=1 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option '$arg' (see --help)" ;;
     *) [[ -z "$tag" ]] || die "only one TAG may be given"; tag="$arg" ;;
   esac
@@ -70,8 +76,9 @@ cleanup() {
 trap cleanup EXIT
 
 log "debootstrap $suite ($arch) from $mirror into $rootfs"
-include="$(IFS=,; echo "${packages[*]}")"
-if ! debootstrap --variant=minbase --arch="$arch" --include="$include" \
+include=()
+[[ "$bare" -eq 1 ]] || include=(--include="$(IFS=,; echo "${packages[*]}")")
+if ! debootstrap --variant=minbase --arch="$arch" "${include[@]}" \
     "$suite" "$rootfs" "$mirror" >&2; then
   tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2 2>/dev/null || true
   die "debootstrap failed (log above); check that $mirror is reachable"

@@ -455,7 +455,6 @@ fn image_has_the_user_sudoers_links_and_metadata() {
         for n in reboot halt poweroff; do
           test "$(readlink -f /sbin/$n)" = "$(readlink -f /sbin/shutdown)"
         done
-        file -L /sbin/shutdown /usr/local/bin/swarm-init
         # chrome-bot may run the four names, and nothing else, as root.
         for n in shutdown reboot halt poweroff; do
           su chrome-bot -s /bin/sh -c "sudo -n -l /sbin/$n" >/dev/null
@@ -467,6 +466,9 @@ fn image_has_the_user_sudoers_links_and_metadata() {
           command -v "$p" >/dev/null || { echo "missing $p"; exit 1; }
         done
         test -e /usr/share/zoneinfo/UTC
+        # No package lists or caches left in the layers.
+        left=$(find /var/lib/apt/lists /var/cache/apt -type f ! -name lock 2>/dev/null)
+        [ -z "$left" ] || { echo "apt leftovers: $left"; exit 1; }
         echo ALL-OK
     "#;
     let out = docker(&["run", "--rm", &image, "--", "/bin/sh", "-c", script]);
@@ -476,7 +478,14 @@ fn image_has_the_user_sudoers_links_and_metadata() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("ALL-OK"), "{text}");
-    assert_eq!(text.matches("static-pie linked").count(), 2, "{text}");
+    for binary in ["/sbin/shutdown", "/usr/local/bin/swarm-init"] {
+        let out = docker(&["run", "--rm", "--entrypoint", "/bin/cat", &image, binary]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            is_static_elf(&out.stdout),
+            "{binary} in the image asks for a program interpreter: not static"
+        );
+    }
 
     let config = docker_ok(&[
         "image",
@@ -507,6 +516,23 @@ fn image_has_the_user_sudoers_links_and_metadata() {
             "label {label} = {value:?}"
         );
     }
+}
+
+/// True for an ELF64 executable without a PT_INTERP program header, i.e.
+/// one that needs no dynamic loader (static or static-pie).
+fn is_static_elf(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    assert!(
+        elf.len() > 64 && elf.starts_with(b"\x7fELF") && elf[4] == 2,
+        "not ELF64"
+    );
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) != PT_INTERP
+    })
 }
 
 /// The arm64 tap hook, bind-mounted into the (amd64) image: creates the
@@ -843,4 +869,67 @@ fn build_sh_tags_the_image_by_date_and_latest() {
         .map(|c| if c.is_ascii_digit() { 'D' } else { c })
         .collect();
     assert_eq!(shape, "DDDD-DD-DD_DD-DD", "{date}");
+}
+
+/// Dockerfile.arm64 built on this (x86-64) machine with its binaries: the
+/// packages are the same on both architectures, so this checks that the
+/// arm64 Dockerfile builds, that the qemu packages' systemd does not win
+/// /sbin/shutdown, and that the hook is installed. Slow (about 500 MB of
+/// packages), so opt-in: `cargo test --test container -- --ignored`.
+#[test]
+#[ignore = "slow: downloads the qemu/libvirt/llvm packages; run with --ignored"]
+fn arm64_dockerfile_builds_here_with_the_shim_over_systemd() {
+    let Some(_image) = image() else { return };
+    let name = container_support::unique_name("arm64");
+    let out = Command::new(repo_root().join("build.sh"))
+        .arg("--skip-cargo")
+        .env("BASE_IMAGE", container_support::base_tag())
+        .env("IMAGE_NAME", &name)
+        .env("DOCKERFILE", "Dockerfile.arm64")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let tags: Vec<&str> = stdout.lines().collect();
+    let result = (|| {
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let script = r#"
+            set -e
+            dpkg -s systemd libvirt-daemon-system llvm virtinst >/dev/null
+            test "$(readlink -f /sbin/reboot)" = "$(readlink -f /sbin/shutdown)"
+            test "$(readlink -f /bin/systemctl)" != "$(readlink -f /sbin/shutdown)"
+            systemctl --version >/dev/null
+            test -x /etc/swarm-init/pre-start.d/10-qemu-tap
+            test ! -e /usr/sbin/policy-rc.d
+            visudo -c
+            echo ARM64-OK
+        "#;
+        let out = docker(&[
+            "run",
+            "--rm",
+            &format!("{name}:latest"),
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() && text.contains("ARM64-OK") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })();
+    for tag in &tags {
+        let _ = docker(&["rmi", tag]);
+    }
+    if let Err(text) = result {
+        panic!("{text}");
+    }
 }

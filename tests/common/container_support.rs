@@ -89,13 +89,14 @@ fn build_image() -> Result<String, String> {
     let out = Command::new(root.join("scripts/make-base-image.sh"))
         .arg(&base)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run scripts/make-base-image.sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "scripts/make-base-image.sh {base} failed ({}); it needs root, debootstrap and Debian's mirror",
-            out.status
+            "scripts/make-base-image.sh {base} failed ({}); it needs root, debootstrap and \
+             Debian's mirror. Its output ends with:\n{}",
+            out.status,
+            tail(&out.stderr, 30)
         ));
     }
     eprintln!("base image {base} ready after {:?}", started.elapsed());
@@ -106,12 +107,15 @@ fn build_image() -> Result<String, String> {
         .env("IMAGE_NAME", TEST_IMAGE_NAME)
         .current_dir(&root)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run ./build.sh: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        return Err(format!("./build.sh failed ({})", out.status));
+        return Err(format!(
+            "./build.sh failed ({}); its output ends with:\n{}",
+            out.status,
+            tail(&out.stderr, 40)
+        ));
     }
     let tags: Vec<&str> = stdout.lines().collect();
     eprintln!("./build.sh made {tags:?} in {:?}", started.elapsed());
@@ -125,6 +129,13 @@ fn build_image() -> Result<String, String> {
         let _ = docker(&["rmi", tag]);
     }
     Ok(id.trim().to_string())
+}
+
+/// The last `n` lines of a command's output.
+fn tail(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Runs `docker ARGS` and returns its output.
