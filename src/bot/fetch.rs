@@ -369,7 +369,11 @@ pub fn fetch(cfg: &Config, owner: Option<(u32, u32)>) -> Result<Fetched, Failure
         let _ = fs::remove_file(&f.temp);
         match err {
             AttemptError::Fatal { code, cause } => {
-                log::error!("fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}", at.bytes);
+                log::warn!(
+                    "fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}; \
+                     not retried",
+                    at.bytes
+                );
                 return Err(Failure {
                     code,
                     message: fatal_message(code, cfg, &cause),
@@ -381,8 +385,9 @@ pub fn fetch(cfg: &Config, owner: Option<(u32, u32)>) -> Result<Fetched, Failure
                 verification,
             } => {
                 if n == attempts {
-                    log::error!(
-                        "fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}; no attempts left",
+                    log::warn!(
+                        "fetch attempt {n}/{attempts} failed after {took:.2?} ({} bytes received): {cause}; \
+                         no attempts left",
                         at.bytes
                     );
                     let (code, message) =
@@ -433,20 +438,29 @@ fn exhausted_message(
         (
             exit_code::VERIFICATION,
             format!(
-                "the bot zip from {final_url} failed verification on all {} attempts, last: {cause}; \
+                "the bot zip from {final_url} did not verify ({} failed), last: {cause}; \
                  check SWARM_URL, SWARM_BOT_SHA256 and SWARM_BOT_VERSION",
-                cfg.fetch_attempts
+                attempts_text(cfg.fetch_attempts)
             ),
         )
     } else {
         (
             exit_code::FETCH,
             format!(
-                "cannot download the bot from SWARM_URL={} after {} attempts, last: {cause}; \
+                "cannot download the bot from SWARM_URL={} ({} failed), last: {cause}; \
                  check the server and the network, or raise SWARM_INIT_FETCH_ATTEMPTS",
-                cfg.url, cfg.fetch_attempts
+                cfg.url,
+                attempts_text(cfg.fetch_attempts)
             ),
         )
+    }
+}
+
+fn attempts_text(n: u32) -> String {
+    if n == 1 {
+        "the only attempt".to_string()
+    } else {
+        format!("all {n} attempts")
     }
 }
 
@@ -469,7 +483,17 @@ fn classify_ureq(e: ureq::Error, timeout: Duration) -> AttemptError {
             fatal(exit_code::FETCH, format!("bad request: {e}"))
         }
         e @ ureq::Error::LargeResponseHeader(..) => fatal(exit_code::FETCH, format!("{e}")),
-        e => retry(format!("{e}")),
+        e => {
+            let text = e.to_string();
+            if text.contains("certificate") {
+                retry(format!(
+                    "{text} (TLS: check the server's certificate, or add its CA to the image's \
+                     CA bundle or point SSL_CERT_FILE at it)"
+                ))
+            } else {
+                retry(text)
+            }
+        }
     }
 }
 
@@ -685,7 +709,7 @@ impl Fetcher<'_> {
                 .map(|c| format!(" (Content-Type {c})"))
                 .unwrap_or_default();
             AttemptError::Retry {
-                cause: format!("downloaded file{ct} failed verification: {why}"),
+                cause: format!("verification failed: {why}{ct}"),
                 retry_after: None,
                 verification: true,
             }
