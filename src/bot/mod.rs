@@ -5,11 +5,12 @@
 //! HTTP, TLS and zip code never enters the long-lived init process.
 //!
 //! The steps, each in its own module:
-//! [`config`] (environment) → [`launch`] (find Python) → [`user`] (look up the
-//! bot user) → [`hooks`] (pre-start hooks) → [`workdir`] (SWARM_DIR) →
-//! [`fetch`] (download, with [`token`] and [`verify`]) → [`user`] (drop root)
-//! → [`launch`] (chdir + exec). Every failure logs one line and returns the
-//! exit code from [`crate::exit_code`] that names its kind.
+//! [`config`] (environment) → [`hooks`] (pre-start hooks, as root) →
+//! [`launch`] (find Python) → [`user`] (look up the bot user) → [`workdir`]
+//! (SWARM_DIR) → [`fetch`] (download, with [`token`] and [`verify`]) →
+//! [`user`] (drop root) → [`launch`] (chdir + exec). Every failure logs one
+//! line and returns the exit code from [`crate::exit_code`] that names its
+//! kind.
 
 pub mod config;
 pub mod fetch;
@@ -51,8 +52,10 @@ pub fn boot() -> i32 {
 
 fn try_boot() -> Result<std::convert::Infallible, i32> {
     let cfg = config_or_exit()?;
-    // Checked before anything slow, so a typo fails in a second, not after
-    // the download.
+    // Hooks come first: they may prepare what the steps below look for.
+    hooks::run_all(&cfg.hooks_dir).map_err(|msg| fail(exit_code::HOOK, &msg))?;
+
+    // Checked before the download, so a typo fails in a second, not after it.
     let python = launch::resolve_python(&cfg.python, std::env::var_os("PATH").as_deref())
         .map_err(|(code, msg)| fail(code, &msg))?;
     let bot_user = user::resolve(&cfg.bot_user).map_err(|msg| fail(exit_code::USER, &msg))?;
@@ -75,8 +78,6 @@ fn try_boot() -> Result<std::convert::Infallible, i32> {
             bot_user.name
         );
     }
-
-    hooks::run_all(&cfg.hooks_dir).map_err(|msg| fail(exit_code::HOOK, &msg))?;
 
     let owner = root.then_some((bot_user.uid, bot_user.gid));
     workdir::prepare(&cfg.dir, owner).map_err(|msg| fail(exit_code::IO_ERROR, &msg))?;
