@@ -933,3 +933,63 @@ fn arm64_dockerfile_builds_here_with_the_shim_over_systemd() {
         panic!("{text}");
     }
 }
+
+/// The closing-note figures, over several rounds: time from `docker run` to
+/// the bot's start (the fake bot's report), time from `sudo -n
+/// /sbin/shutdown -r now` to the container's exit, and `docker stop`. Opt-in:
+/// `cargo test --test container measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check; run with --ignored --nocapture"]
+fn measure_start_shutdown_and_stop() {
+    let Some(image) = image() else { return };
+    let rounds: usize = std::env::var("SWARM_MEASURE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let server = FakeSwarming::start();
+    let (mut start, mut shutdown, mut stop) = (vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let dirs = BotDirs::new("measure");
+        let mut args = bot_run_args(&dirs, &server.url(), &[("FAKE_BOT_WAIT_TERM", "1")]);
+        args.push(image.clone());
+        let t0 = Instant::now();
+        let c = Container::run(&args);
+        dirs.wait_ready(&c, Duration::from_secs(60));
+        start.push(t0.elapsed());
+        let t0 = Instant::now();
+        if round % 2 == 0 {
+            c.exec(
+                &["-u", "chrome-bot"],
+                &["sudo", "-n", "/sbin/shutdown", "-r", "now"],
+            );
+            assert_eq!(c.exit_code(Duration::from_secs(20)), 10);
+            shutdown.push(t0.elapsed());
+        } else {
+            docker_ok(&["stop", "-t", "30", &c.name]);
+            stop.push(t0.elapsed());
+        }
+        assert!(dirs.term().exists());
+    }
+    let size = docker_ok(&["image", "inspect", "-f", "{{.Size}}", &image]);
+    let summary = |name: &str, v: &mut Vec<Duration>| {
+        v.sort();
+        eprintln!(
+            "MEASURE {name}: median {:?}, min {:?}, max {:?} over {} rounds",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    };
+    eprintln!(
+        "MEASURE image {image} on {}: {} bytes",
+        container_support::base_tag(),
+        size.trim()
+    );
+    summary("docker run -> bot start", &mut start);
+    summary(
+        "sudo /sbin/shutdown -r now -> container exited",
+        &mut shutdown,
+    );
+    summary("docker stop -> container exited", &mut stop);
+}

@@ -101,6 +101,10 @@ fn build_image() -> Result<String, String> {
     }
     eprintln!("base image {base} ready after {:?}", started.elapsed());
 
+    let latest = format!("{TEST_IMAGE_NAME}:latest");
+    let previous = docker(&["image", "inspect", "-f", "{{.Id}}", &latest]);
+    let previous = String::from_utf8_lossy(&previous.stdout).trim().to_string();
+
     let started = Instant::now();
     let out = Command::new(root.join("build.sh"))
         .env("BASE_IMAGE", &base)
@@ -119,7 +123,6 @@ fn build_image() -> Result<String, String> {
     }
     let tags: Vec<&str> = stdout.lines().collect();
     eprintln!("./build.sh made {tags:?} in {:?}", started.elapsed());
-    let latest = format!("{TEST_IMAGE_NAME}:latest");
     if !tags.contains(&latest.as_str()) {
         return Err(format!("./build.sh printed {tags:?}, not {latest}"));
     }
@@ -128,7 +131,13 @@ fn build_image() -> Result<String, String> {
     for tag in tags.iter().filter(|t| **t != latest) {
         let _ = docker(&["rmi", tag]);
     }
-    Ok(id.trim().to_string())
+    // The image the last run built, now untagged, would pile up too; rmi
+    // without -f leaves it alone if anything else still uses it.
+    let id = id.trim().to_string();
+    if !previous.is_empty() && previous != id {
+        let _ = docker(&["rmi", &previous]);
+    }
+    Ok(id)
 }
 
 /// The last `n` lines of a command's output.
