@@ -630,19 +630,24 @@ impl Fetcher<'_> {
         let file = self.create_temp()?;
         let tail = Tail::default();
         let mut buf = std::mem::take(&mut self.buf);
-        // The downloaded bytes are hashed and their zip entries verified on a
-        // second thread, from the page cache, while the download goes on: by
+        // While the download goes on, two more threads follow it through the
+        // page cache: one hashes the bytes, one verifies the zip entries. By
         // the time the last byte arrives, almost all the checking is done.
         let (downloaded, checked) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| hash_while_downloading(&file, &tail));
             let checker = s.spawn(|| check_while_downloading(&file, &tail));
             let downloaded =
                 download_body(&mut reader, &file, &tail, &mut buf, self.cfg, at, expected);
             tail.end(downloaded.is_ok());
-            (downloaded, checker.join())
+            let checked = match (hasher.join(), checker.join()) {
+                (Ok(sha256), Ok(stream)) => Some(Checked { sha256, stream }),
+                _ => None,
+            };
+            (downloaded, checked)
         });
         self.buf = buf;
         downloaded?;
-        self.finish(file, at.bytes, checked.ok(), content_type.as_deref())
+        self.finish(file, at.bytes, checked, content_type.as_deref())
     }
 
     fn create_temp(&self) -> Result<File, AttemptError> {
@@ -719,7 +724,7 @@ impl Fetcher<'_> {
                 sha256: Some(sha256),
                 stream,
             }) => (sha256, Some(stream)),
-            // The checker could not finish (it cannot, short of a bug): hash again.
+            // A follower could not finish (it cannot, short of a bug): hash again.
             _ => (
                 sha256_of(&file, &mut self.buf).map_err(|e| self.write_error(&e))?,
                 None,
@@ -803,14 +808,15 @@ fn complete_verification(
     }
 }
 
-/// What the checker thread found: the SHA-256 of all the bytes (None if the
-/// download was abandoned) and the streaming zip verification.
+/// What the threads following the download found: the SHA-256 of all the
+/// bytes (None if the download was abandoned) and the streaming verification.
 struct Checked {
     sha256: Option<[u8; 32]>,
     stream: Result<verify::StreamReport, String>,
 }
 
-/// How far the download has written the temp file, shared with the checker.
+/// How far the download has written the temp file, shared with the threads
+/// that follow it.
 #[derive(Default)]
 struct Tail {
     state: Mutex<TailState>,
@@ -840,13 +846,11 @@ impl Tail {
     }
 }
 
-/// Reads the temp file behind the download, waiting for it to grow, and
-/// hashes every byte it hands out.
+/// Reads the temp file behind the download, waiting for it to grow.
 struct TailReader<'a> {
     file: &'a File,
     tail: &'a Tail,
     pos: u64,
-    sha256: Sha256,
 }
 
 impl Read for TailReader<'_> {
@@ -880,41 +884,35 @@ impl Read for TailReader<'_> {
                 "temp file shorter than written",
             ));
         }
-        self.sha256.update(&buf[..n]);
         self.pos += n as u64;
         Ok(n)
     }
 }
 
-/// The checker thread: streams the zip entries through verification, then
-/// hashes whatever follows them (the central directory) to the end.
-fn check_while_downloading(file: &File, tail: &Tail) -> Checked {
-    let hashing = TailReader {
-        file,
-        tail,
-        pos: 0,
-        sha256: Sha256::new(),
-    };
-    let mut buffered = io::BufReader::with_capacity(BUF_SIZE, hashing);
-    let mut scratch = vec![0u8; BUF_SIZE];
-    let stream = verify::verify_stream(&mut buffered, &mut scratch);
-    // Bytes in the BufReader were hashed when they were read in.
-    let mut hashing = buffered.into_inner();
-    let drained = loop {
-        match hashing.read(&mut scratch) {
-            Ok(0) => break true,
-            Ok(_) => {}
+/// The hasher thread: SHA-256 of every byte, or None if the download was
+/// abandoned.
+fn hash_while_downloading(file: &File, tail: &Tail) -> Option<[u8; 32]> {
+    let mut reader = TailReader { file, tail, pos: 0 };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Some(hasher.finalize().into()),
+            Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break false,
+            Err(_) => return None,
         }
-    };
-    Checked {
-        sha256: drained.then(|| hashing.sha256.finalize().into()),
-        stream,
     }
 }
 
-/// Streams the body into `file`, telling the checker how far it got.
+/// The checker thread: streams the zip entries through verification.
+fn check_while_downloading(file: &File, tail: &Tail) -> Result<verify::StreamReport, String> {
+    let reader = TailReader { file, tail, pos: 0 };
+    let mut buffered = io::BufReader::with_capacity(BUF_SIZE, reader);
+    verify::verify_stream(&mut buffered, &mut vec![0u8; BUF_SIZE])
+}
+
+/// Streams the body into `file`, telling the followers how far it got.
 fn download_body(
     reader: &mut impl Read,
     file: &File,
@@ -1120,6 +1118,57 @@ mod tests {
         assert!(r("ftp://x/y").is_err());
         assert!(r("file:///etc/passwd").is_err());
         assert!(r("https:///nohost").is_err());
+    }
+
+    fn tail_file(tag: &str) -> (PathBuf, File) {
+        let path =
+            std::env::temp_dir().join(format!("swarm-init-tail-{tag}-{}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn followers_see_every_byte_then_the_end() {
+        let (path, file) = tail_file("ok");
+        let tail = Tail::default();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        let got = std::thread::scope(|s| {
+            let hasher = s.spawn(|| hash_while_downloading(&file, &tail));
+            let mut written = 0u64;
+            for chunk in data.chunks(100_003) {
+                (&file).write_all(chunk).unwrap();
+                written += chunk.len() as u64;
+                tail.advance(written);
+            }
+            tail.end(true);
+            hasher.join().unwrap()
+        });
+        assert_eq!(got, Some(want));
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn followers_stop_when_the_download_is_abandoned() {
+        let (path, file) = tail_file("abandoned");
+        let tail = Tail::default();
+        let (hashed, checked) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| hash_while_downloading(&file, &tail));
+            let checker = s.spawn(|| check_while_downloading(&file, &tail));
+            (&file).write_all(b"PK\x03\x04partial").unwrap();
+            tail.advance(11);
+            tail.end(false);
+            (hasher.join().unwrap(), checker.join().unwrap())
+        });
+        assert_eq!(hashed, None);
+        assert!(checked.is_err());
+        fs::remove_file(path).unwrap();
     }
 
     #[test]
