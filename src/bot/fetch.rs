@@ -633,21 +633,33 @@ impl Fetcher<'_> {
         // While the download goes on, two more threads follow it through the
         // page cache: one hashes the bytes, one verifies the zip entries. By
         // the time the last byte arrives, almost all the checking is done.
-        let (downloaded, checked) = std::thread::scope(|s| {
+        let (downloaded, checked, synced) = std::thread::scope(|s| {
             let hasher = s.spawn(|| hash_while_downloading(&file, &tail));
             let checker = s.spawn(|| check_while_downloading(&file, &tail));
             let downloaded =
                 download_body(&mut reader, &file, &tail, &mut buf, self.cfg, at, expected);
             tail.end(downloaded.is_ok());
+            // fsync waits on the disk while the followers finish.
+            let sync = downloaded.is_ok().then(|| {
+                s.spawn(|| {
+                    let start = Instant::now();
+                    file.sync_all().map(|()| start.elapsed())
+                })
+            });
             let checked = match (hasher.join(), checker.join()) {
                 (Ok(sha256), Ok(stream)) => Some(Checked { sha256, stream }),
                 _ => None,
             };
-            (downloaded, checked)
+            let synced = sync.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("fsync thread failed")))
+            });
+            (downloaded, checked, synced)
         });
         self.buf = buf;
         downloaded?;
-        self.finish(file, at.bytes, checked, content_type.as_deref())
+        let synced = synced.unwrap_or_else(|| Err(io::Error::other("no fsync")));
+        self.finish(file, at.bytes, checked, synced, content_type.as_deref())
     }
 
     fn create_temp(&self) -> Result<File, AttemptError> {
@@ -700,13 +712,14 @@ impl Fetcher<'_> {
         )
     }
 
-    /// Completes verification of the downloaded file while its data goes to
-    /// disk, then moves it into place.
+    /// Completes verification of the downloaded (and fsynced) file, then moves
+    /// it into place.
     fn finish(
         &mut self,
         file: File,
         size: u64,
         checked: Option<Checked>,
+        synced: io::Result<Duration>,
         content_type: Option<&str>,
     ) -> Result<(u64, [u8; 32], ZipReport), AttemptError> {
         let verification_failed = |why: String| {
@@ -731,32 +744,16 @@ impl Fetcher<'_> {
             ),
         };
         verify::check_pin(&sha256, self.cfg.sha256_pin.as_ref()).map_err(verification_failed)?;
-        let syncer = file.try_clone().map_err(|e| self.write_error(&e))?;
-        let buf = &mut self.buf;
-        // fsync waits on the disk while the rest of the verification runs.
-        let (synced, verified) = std::thread::scope(|s| {
-            let sync = s.spawn(move || {
-                let start = Instant::now();
-                syncer.sync_all().map(|()| start.elapsed())
-            });
-            let verified = complete_verification(&file, streamed, buf);
-            (sync.join(), verified)
-        });
-        let report = verified.map_err(verification_failed)?;
+        let report =
+            complete_verification(&file, streamed, &mut self.buf).map_err(verification_failed)?;
         verify::check_version(&report, self.cfg.bot_version.as_ref())
             .map_err(verification_failed)?;
         match synced {
-            Ok(Ok(took)) => log::debug!("fsync of {} took {took:.2?}", self.temp.display()),
-            Ok(Err(e)) => {
+            Ok(took) => log::debug!("fsync of {} took {took:.2?}", self.temp.display()),
+            Err(e) => {
                 return Err(fatal(
                     exit_code::IO_ERROR,
                     format!("cannot fsync {}: {e}", self.temp.display()),
-                ))
-            }
-            Err(_) => {
-                return Err(fatal(
-                    exit_code::IO_ERROR,
-                    format!("fsync of {} failed", self.temp.display()),
                 ))
             }
         }
