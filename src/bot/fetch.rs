@@ -2,11 +2,15 @@
 //! header, timeouts, size caps, retries with backoff, and the hand-over of a
 //! verified file to `SWARM_DIR/swarming_bot.zip`.
 //!
-//! Each attempt streams the body into `SWARM_DIR/swarming_bot.partial-<pid>.zip`
-//! (a name the stale-file cleanup `swarming_bot*.zip` removes) while hashing it,
-//! through one fixed buffer: the zip is never held in memory. Only a file that
-//! passed [`super::verify`] is fsynced and renamed into place; any other is
-//! deleted. The server's suggested file name is never used.
+//! Each attempt streams the body through one fixed buffer into
+//! `SWARM_DIR/swarming_bot.partial-<pid>.zip` (a name the stale-file cleanup
+//! `swarming_bot*.zip` removes): the zip is never held in memory. Two threads
+//! follow the download through the page cache, one computing the SHA-256 of
+//! the bytes, one verifying the zip entries as they arrive
+//! ([`verify::verify_stream`]); when the body ends, the file is fsynced while
+//! they finish, and the central directory is checked against what they saw.
+//! Only a file that passed all of [`super::verify`] is renamed into place; any
+//! other is deleted. The server's suggested file name is never used.
 //!
 //! Choices worth knowing:
 //! - Redirects are followed here, not by ureq, so each hop is logged, checked
