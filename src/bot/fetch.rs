@@ -29,7 +29,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -748,8 +748,7 @@ impl Fetcher<'_> {
             ),
         };
         verify::check_pin(&sha256, self.cfg.sha256_pin.as_ref()).map_err(verification_failed)?;
-        let report =
-            complete_verification(&file, streamed, &mut self.buf).map_err(verification_failed)?;
+        let report = complete_verification(&file, streamed).map_err(verification_failed)?;
         verify::check_version(&report, self.cfg.bot_version.as_ref())
             .map_err(verification_failed)?;
         match synced {
@@ -782,7 +781,6 @@ impl Fetcher<'_> {
 fn complete_verification(
     file: &File,
     streamed: Option<Result<verify::StreamReport, String>>,
-    buf: &mut [u8],
 ) -> Result<ZipReport, String> {
     let start = Instant::now();
     let confirmed = match streamed {
@@ -802,7 +800,7 @@ fn complete_verification(
             log::debug!("streaming verification inconclusive ({why}); verifying the whole file");
             let mut reader = file;
             reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-            let report = verify::verify_zip(reader, buf);
+            let report = verify::verify_zip(reader, BUF_SIZE);
             log::debug!("full verification took {:.2?}", start.elapsed());
             report
         }
@@ -906,11 +904,89 @@ fn hash_while_downloading(file: &File, tail: &Tail) -> Option<[u8; 32]> {
     }
 }
 
-/// The checker thread: streams the zip entries through verification.
+/// Content buffers in flight between the checker and the version thread.
+const VERSION_BUFFERS: usize = 4;
+
+/// The checker thread: streams the zip entries through verification
+/// (decompression and CRC-32) and hands their contents to a thread of its own
+/// that computes the bot version, so the two costliest steps share the CPUs.
 fn check_while_downloading(file: &File, tail: &Tail) -> Result<verify::StreamReport, String> {
-    let reader = TailReader { file, tail, pos: 0 };
-    let mut buffered = io::BufReader::with_capacity(BUF_SIZE, reader);
-    verify::verify_stream(&mut buffered, &mut vec![0u8; BUF_SIZE])
+    let (to_version, version_inbox) = mpsc::channel();
+    let (pool_return, pool) = mpsc::channel();
+    for _ in 0..VERSION_BUFFERS {
+        let _ = pool_return.send(vec![0u8; BUF_SIZE]);
+    }
+    std::thread::scope(|s| {
+        let versioner = s.spawn(move || version_thread(version_inbox, pool_return));
+        let mut sink = PipeSink {
+            to_version,
+            pool,
+            spare: None,
+        };
+        let reader = TailReader { file, tail, pos: 0 };
+        let mut buffered = io::BufReader::with_capacity(BUF_SIZE, reader);
+        let verified = verify::verify_stream_into(&mut buffered, &mut sink);
+        // Closing the channel lets the version thread finish.
+        drop(sink);
+        let version = versioner
+            .join()
+            .map_err(|_| "the version thread failed".to_string());
+        let (entries, uncompressed_bytes) = verified?;
+        Ok(verify::StreamReport {
+            entries,
+            uncompressed_bytes,
+            bot_version: version?,
+        })
+    })
+}
+
+enum VersionMsg {
+    Entry(String, u64),
+    Data(Vec<u8>, usize),
+}
+
+/// Sends entry contents to the version thread; buffers come back through `pool`.
+struct PipeSink {
+    to_version: mpsc::Sender<VersionMsg>,
+    pool: mpsc::Receiver<Vec<u8>>,
+    spare: Option<Vec<u8>>,
+}
+
+impl verify::VersionSink for PipeSink {
+    fn entry(&mut self, name: &str, size: u64) {
+        let _ = self
+            .to_version
+            .send(VersionMsg::Entry(name.to_string(), size));
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .take()
+            .or_else(|| self.pool.recv().ok())
+            .unwrap_or_else(|| vec![0u8; BUF_SIZE])
+    }
+
+    fn data(&mut self, buf: Vec<u8>, filled: usize) {
+        let _ = self.to_version.send(VersionMsg::Data(buf, filled));
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.spare = Some(buf);
+    }
+}
+
+fn version_thread(inbox: mpsc::Receiver<VersionMsg>, pool: mpsc::Sender<Vec<u8>>) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    for msg in inbox {
+        match msg {
+            VersionMsg::Entry(name, size) => verify::hash_entry_header(&mut sha, &name, size),
+            VersionMsg::Data(buf, filled) => {
+                sha.update(&buf[..filled]);
+                let _ = pool.send(buf);
+            }
+        }
+    }
+    sha.finalize().into()
 }
 
 /// Streams the body into `file`, telling the followers how far it got.
@@ -1153,6 +1229,38 @@ mod tests {
         });
         assert_eq!(got, Some(want));
         fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn checker_verifies_a_zip_as_it_arrives() {
+        use crate::bot::verify::tests::{build_zip, expected_version};
+        let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 7) as u8).collect();
+        let entries: [(&str, &[u8]); 3] =
+            [("__main__.py", b"print(1)\n"), ("d/", b""), ("d/big", &big)];
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Deflated,
+        ] {
+            let zip = build_zip(&entries, method);
+            let (path, file) = tail_file("checker");
+            let tail = Tail::default();
+            let seen = std::thread::scope(|s| {
+                let checker = s.spawn(|| check_while_downloading(&file, &tail));
+                let mut written = 0u64;
+                for chunk in zip.chunks(65_537) {
+                    (&file).write_all(chunk).unwrap();
+                    written += chunk.len() as u64;
+                    tail.advance(written);
+                }
+                tail.end(true);
+                checker.join().unwrap()
+            })
+            .unwrap();
+            let report = verify::check_central(&file, &seen).unwrap();
+            assert_eq!(report.bot_version, expected_version(&entries));
+            assert_eq!(report.entries, 3);
+            fs::remove_file(path).unwrap();
+        }
     }
 
     #[test]

@@ -69,31 +69,107 @@ pub struct StreamReport {
     pub bot_version: [u8; 32],
 }
 
-/// Reads one entry to its end, feeding the bot version hash; the zip crate
-/// checks the CRC-32 when the end is reached. Returns the bytes read.
+/// Where the contents of the entries go, in archive order: into the bot
+/// version hash. Buffers travel with the data, so a sink can hash on another
+/// thread without copying.
+pub trait VersionSink {
+    /// A new entry starts.
+    fn entry(&mut self, name: &str, size: u64);
+    /// A buffer to fill (never empty).
+    fn buffer(&mut self) -> Vec<u8>;
+    /// The first `filled` bytes of `buf` are the next content bytes.
+    fn data(&mut self, buf: Vec<u8>, filled: usize);
+    /// A buffer that holds nothing to hash.
+    fn recycle(&mut self, buf: Vec<u8>);
+}
+
+/// The part of the bot version hash that introduces an entry.
+pub fn hash_entry_header(sha: &mut Sha256, name: &str, size: u64) {
+    sha.update(name.chars().count().to_string().as_bytes());
+    sha.update(name.as_bytes());
+    sha.update(size.to_string().as_bytes());
+}
+
+/// Computes the bot version on the calling thread.
+pub struct Versioner {
+    sha: Sha256,
+    buf: Vec<u8>,
+    buf_size: usize,
+}
+
+impl Versioner {
+    pub fn new(buf_size: usize) -> Versioner {
+        let buf_size = buf_size.max(1);
+        Versioner {
+            sha: Sha256::new(),
+            buf: vec![0; buf_size],
+            buf_size,
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.sha.finalize().into()
+    }
+}
+
+impl VersionSink for Versioner {
+    fn entry(&mut self, name: &str, size: u64) {
+        hash_entry_header(&mut self.sha, name, size);
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        match std::mem::take(&mut self.buf) {
+            b if b.is_empty() => vec![0; self.buf_size],
+            b => b,
+        }
+    }
+
+    fn data(&mut self, buf: Vec<u8>, filled: usize) {
+        self.sha.update(&buf[..filled]);
+        self.buf = buf;
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.buf = buf;
+    }
+}
+
+/// Reads one entry to its end, feeding `sink`; the zip crate checks the
+/// CRC-32 when the end is reached. Returns the bytes read. Each buffer is
+/// filled before it goes to the sink (a decompressor returns a little at a
+/// time), so a sink on another thread gets few, large handovers.
 fn read_entry(
     entry: &mut impl Read,
     name: &str,
     declared: u64,
-    version: &mut Sha256,
-    buf: &mut [u8],
+    sink: &mut impl VersionSink,
 ) -> Result<u64, String> {
-    version.update(name.chars().count().to_string().as_bytes());
-    version.update(name.as_bytes());
-    version.update(declared.to_string().as_bytes());
+    sink.entry(name, declared);
     let mut got: u64 = 0;
-    loop {
-        let n = match entry.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("zip entry {name:?} is corrupt: {e}")),
-        };
-        got += n as u64;
+    let mut at_end = false;
+    while !at_end {
+        let mut buf = sink.buffer();
+        let mut filled = 0;
+        while filled < buf.len() {
+            match entry.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("zip entry {name:?} is corrupt: {e}")),
+            }
+        }
+        got += filled as u64;
         if got > declared {
             break;
         }
-        version.update(&buf[..n]);
+        if filled == 0 {
+            sink.recycle(buf);
+        } else {
+            sink.data(buf, filled);
+        }
     }
     if got != declared {
         return Err(format!(
@@ -180,9 +256,9 @@ fn open_archive<R: Read + Seek>(mut reader: R) -> Result<zip::ZipArchive<R>, Str
 /// Parses the zip in `reader`, decompresses every entry (the zip crate checks
 /// each CRC-32 at the end of the entry), and computes the bot version.
 /// `buf` is scratch space; a large one keeps the number of reads low.
-pub fn verify_zip<R: Read + Seek>(reader: R, buf: &mut [u8]) -> Result<ZipReport, String> {
+pub fn verify_zip<R: Read + Seek>(reader: R, buf_size: usize) -> Result<ZipReport, String> {
     let mut archive = open_archive(reader)?;
-    let mut version = Sha256::new();
+    let mut version = Versioner::new(buf_size);
     let mut has_main = false;
     let mut total: u64 = 0;
     for index in 0..archive.len() {
@@ -192,7 +268,7 @@ pub fn verify_zip<R: Read + Seek>(reader: R, buf: &mut [u8]) -> Result<ZipReport
         let name = entry.name().to_string();
         has_main |= is_root_main(&name, entry.is_dir());
         let declared = entry.size();
-        total = total.saturating_add(read_entry(&mut entry, &name, declared, &mut version, buf)?);
+        total = total.saturating_add(read_entry(&mut entry, &name, declared, &mut version)?);
     }
     if !has_main {
         return Err(NO_MAIN.to_string());
@@ -200,7 +276,7 @@ pub fn verify_zip<R: Read + Seek>(reader: R, buf: &mut [u8]) -> Result<ZipReport
     Ok(ZipReport {
         entries: archive.len(),
         uncompressed_bytes: total,
-        bot_version: version.finalize().into(),
+        bot_version: version.finish(),
     })
 }
 
@@ -220,15 +296,18 @@ impl<R: Read> Read for Counting<R> {
 
 /// Verifies the local entries of a zip as its bytes stream in (while it is
 /// still downloading): each entry is decompressed with its CRC-32 checked and
-/// hashed into the bot version. Stops at the central directory. Its result
+/// its content handed to `sink`. Stops at the central directory. Its result
 /// stands only once [`check_central`] confirms that the central directory,
-/// which is what Python reads, lists exactly these entries.
-pub fn verify_stream<R: Read>(reader: R, buf: &mut [u8]) -> Result<StreamReport, String> {
+/// which is what Python reads, lists exactly these entries. Returns the
+/// entries and their total uncompressed size.
+pub fn verify_stream_into<R: Read>(
+    reader: R,
+    sink: &mut impl VersionSink,
+) -> Result<(Vec<EntryMeta>, u64), String> {
     let mut stream = Counting {
         inner: reader,
         pos: 0,
     };
-    let mut version = Sha256::new();
     let mut entries = Vec::new();
     let mut total: u64 = 0;
     loop {
@@ -247,14 +326,23 @@ pub fn verify_stream<R: Read>(reader: R, buf: &mut [u8]) -> Result<StreamReport,
             size: entry.size(),
             method: entry.compression(),
         };
-        let got = read_entry(&mut entry, &meta.name, meta.size, &mut version, buf)?;
+        let got = read_entry(&mut entry, &meta.name, meta.size, sink)?;
         total = total.saturating_add(got);
         entries.push(meta);
     }
+    Ok((entries, total))
+}
+
+/// [`verify_stream_into`] with the bot version computed on this thread (the
+/// fetch computes it on a thread of its own).
+#[cfg(test)]
+pub fn verify_stream<R: Read>(reader: R, buf_size: usize) -> Result<StreamReport, String> {
+    let mut version = Versioner::new(buf_size);
+    let (entries, uncompressed_bytes) = verify_stream_into(reader, &mut version)?;
     Ok(StreamReport {
         entries,
-        uncompressed_bytes: total,
-        bot_version: version.finalize().into(),
+        uncompressed_bytes,
+        bot_version: version.finish(),
     })
 }
 
@@ -340,9 +428,9 @@ pub(crate) mod tests {
 
     /// Both ways of verifying, which must agree.
     fn verify(bytes: &[u8]) -> Result<ZipReport, String> {
-        let full = verify_zip(Cursor::new(bytes), &mut [0u8; 1000]);
-        let streamed = verify_stream(bytes, &mut [0u8; 777])
-            .and_then(|s| check_central(Cursor::new(bytes), &s));
+        let full = verify_zip(Cursor::new(bytes), 1000);
+        let streamed =
+            verify_stream(bytes, 777).and_then(|s| check_central(Cursor::new(bytes), &s));
         match (&full, &streamed) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
             (Err(_), Err(_)) => {}
@@ -452,10 +540,10 @@ pub(crate) mod tests {
         w.write_all(MAIN).unwrap();
         let bytes = w.finish().unwrap().into_inner();
         let entries: [(&str, &[u8]); 1] = [("__main__.py", MAIN)];
-        let full = verify_zip(Cursor::new(&bytes), &mut [0u8; 100]).unwrap();
+        let full = verify_zip(Cursor::new(&bytes), 100).unwrap();
         assert_eq!(full.bot_version, expected_version(&entries));
-        let streamed = verify_stream(&bytes[..], &mut [0u8; 100])
-            .and_then(|s| check_central(Cursor::new(&bytes), &s));
+        let streamed =
+            verify_stream(&bytes[..], 100).and_then(|s| check_central(Cursor::new(&bytes), &s));
         assert!(streamed.is_err(), "{streamed:?}");
     }
 
@@ -463,14 +551,14 @@ pub(crate) mod tests {
     fn central_directory_must_match_the_stream() {
         let entries: [(&str, &[u8]); 2] = [("__main__.py", MAIN), ("b.py", b"bbbb")];
         let bytes = build_zip(&entries, CompressionMethod::Stored);
-        let seen = verify_stream(&bytes[..], &mut [0u8; 100]).unwrap();
+        let seen = verify_stream(&bytes[..], 100).unwrap();
         assert_eq!(
             check_central(Cursor::new(&bytes), &seen)
                 .unwrap()
                 .bot_version,
             expected_version(&entries)
         );
-        let mut other = verify_stream(&bytes[..], &mut [0u8; 100]).unwrap();
+        let mut other = verify_stream(&bytes[..], 100).unwrap();
         other.entries[1].crc32 ^= 1;
         assert!(check_central(Cursor::new(&bytes), &other).is_err());
         other.entries.pop();
@@ -497,7 +585,7 @@ pub(crate) mod tests {
         // A zipapp may start with a #! line: Python and the zip crate both allow it.
         let mut prefixed = b"#!/usr/bin/env python3\n".to_vec();
         prefixed.extend_from_slice(&zip);
-        let r = verify_zip(Cursor::new(&prefixed), &mut [0u8; 100]).unwrap();
+        let r = verify_zip(Cursor::new(&prefixed), 100).unwrap();
         assert_eq!(r.entries, 2);
         // A short comment after the end record is fine too.
         let mut commented = zip.clone();
