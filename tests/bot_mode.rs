@@ -659,8 +659,6 @@ fn zip_without_main_py_is_never_run() {
 /// fails), so verification must reject it even if a lenient zip reader can
 /// still find the entries.
 #[test]
-#[ignore = "known bug: verify_zip accepts a zip whose end record Python cannot find; \
-            remove this line once src/bot/verify.rs rejects trailing junk"]
 fn zip_with_trailing_junk_python_cannot_run_is_never_run() {
     let mut zip = fake_bot_zip();
     zip.extend(std::iter::repeat_n(0u8, 128 << 10));
