@@ -13,10 +13,12 @@
  *                                them all exit at once and write 'g' plus the
  *                                CLOCK_MONOTONIC time of that release (8 bytes,
  *                                native endian); then sleep.
- *   benchchild ping PID FD N     N times: note the time, kill(PID, SIGHUP),
- *                                wait for one byte on the inherited fd FD;
- *                                print each latency in ns, one a line. A lost
- *                                answer (none within 2 s) prints "lost".
+ *   benchchild ping N PID FD [PID FD...]
+ *                                N rounds; in each, for every target in turn:
+ *                                note the time, kill(PID, SIGHUP), wait for one
+ *                                byte on the inherited fd FD. Prints "INDEX NS"
+ *                                per signal (INDEX = the target's position), or
+ *                                "INDEX lost" when no answer came within 2 s.
  *   benchchild rusage OUT PROG [ARGS...]
  *                                run PROG, then write "WALL_NS MAXRSS_KIB STATUS"
  *                                to the file OUT. Peak RSS must be measured from
@@ -175,35 +177,41 @@ static _Noreturn void storm(const char *fifo, long n)
         pause();
 }
 
-static int ping(pid_t target, int fd, long n)
+/* Round-robin over the targets, so that whatever else the machine does
+ * while the loop runs hits every init alike. */
+static int ping(long n, int targets, pid_t *pids, int *fds)
 {
-    /* Blocking reads with a poll timeout: a dropped signal must not hang. */
-    int flags = fcntl(fd, F_GETFL);
-    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    uint64_t *lat = calloc((size_t)n, sizeof *lat);
+    uint64_t *lat = calloc((size_t)(n * targets), sizeof *lat);
     if (lat == NULL)
         die("calloc");
+    for (int t = 0; t < targets; t++) {
+        /* Blocking reads with a poll timeout: a dropped signal must not hang. */
+        int flags = fcntl(fds[t], F_GETFL);
+        fcntl(fds[t], F_SETFL, flags & ~O_NONBLOCK);
+    }
     for (long i = 0; i < n; i++) {
-        char c;
-        uint64_t t0 = now_ns();
-        if (kill(target, SIGHUP) != 0)
-            die("kill");
-        int ready = poll(&pfd, 1, 2000);
-        if (ready <= 0) {
-            lat[i] = 0; /* lost */
-            continue;
+        for (int t = 0; t < targets; t++) {
+            struct pollfd pfd = {.fd = fds[t], .events = POLLIN};
+            char c;
+            uint64_t t0 = now_ns();
+            if (kill(pids[t], SIGHUP) != 0)
+                die("kill");
+            if (poll(&pfd, 1, 2000) <= 0)
+                continue; /* lost: stays 0 */
+            if (read(fds[t], &c, 1) != 1)
+                die("read");
+            lat[i * targets + t] = now_ns() - t0;
         }
-        if (read(fd, &c, 1) != 1)
-            die("read");
-        lat[i] = now_ns() - t0;
     }
     /* Printed at the end so stdio stays out of the timed loop. */
     for (long i = 0; i < n; i++) {
-        if (lat[i] == 0)
-            puts("lost");
-        else
-            printf("%llu\n", (unsigned long long)lat[i]);
+        for (int t = 0; t < targets; t++) {
+            uint64_t v = lat[i * targets + t];
+            if (v == 0)
+                printf("%d lost\n", t);
+            else
+                printf("%d %llu\n", t, (unsigned long long)v);
+        }
     }
     return 0;
 }
@@ -240,18 +248,26 @@ int main(int argc, char **argv)
         serve(argv[2]);
     if (argc == 4 && strcmp(argv[1], "storm") == 0)
         storm(argv[2], atol(argv[3]));
-    if (argc == 5 && strcmp(argv[1], "ping") == 0) {
-        pid_t target = (pid_t)atol(argv[2]);
-        /* Defence in depth: never signal the machine's init or a group. */
-        if (target <= 1) {
-            fprintf(stderr, "benchchild: refusing to signal pid %d\n", (int)target);
-            return 2;
+    if (argc >= 5 && argc % 2 == 1 && strcmp(argv[1], "ping") == 0) {
+        int targets = (argc - 3) / 2;
+        pid_t pids[64];
+        int fds[64];
+        if (targets > 64)
+            targets = 64;
+        for (int t = 0; t < targets; t++) {
+            pids[t] = (pid_t)atol(argv[3 + 2 * t]);
+            fds[t] = atoi(argv[4 + 2 * t]);
+            /* Defence in depth: never signal the machine's init or a group. */
+            if (pids[t] <= 1) {
+                fprintf(stderr, "benchchild: refusing to signal pid %d\n", (int)pids[t]);
+                return 2;
+            }
         }
-        return ping(target, atoi(argv[3]), atol(argv[4]));
+        return ping(atol(argv[2]), targets, pids, fds);
     }
     if (argc >= 4 && strcmp(argv[1], "rusage") == 0)
         return rusage_of(argv[2], argv + 3);
-    fprintf(stderr, "usage: benchchild serve FIFO | storm FIFO N | ping PID FD N"
+    fprintf(stderr, "usage: benchchild serve FIFO | storm FIFO N | ping N PID FD [PID FD...]"
                     " | rusage OUT PROG [ARGS...]\n");
     return 2;
 }

@@ -35,7 +35,7 @@ MODES = {
         "idle_rounds": 3,
         "idle_seconds": 5,
         "signal_rounds": 10,
-        "signals_per_round": 200,
+        "signals_per_round": 500,
         "signal_warmup": 20,
         "start_runs": 500,
         "stop_rounds": 100,
@@ -47,7 +47,7 @@ MODES = {
         "idle_rounds": 1,
         "idle_seconds": 5,
         "signal_rounds": 2,
-        "signals_per_round": 50,
+        "signals_per_round": 100,
         "signal_warmup": 10,
         "start_runs": 20,
         "stop_rounds": 4,
@@ -79,6 +79,40 @@ def variants(specs):
             sys.exit(f"compare.py: --variant {spec!r}: expected NAME=BIN with BIN executable")
         found.append(Init(f"{report.SUBJECT}:{name}", (os.path.abspath(path), "--")))
     return found
+
+
+def evict_page_cache(inits):
+    """Drops the page cache of every init's executable, so each is read back
+    by exec's readahead, as in a freshly started container. A binary that
+    was just written (cargo, install, cp) sits in the cache in the large
+    folios of the write path, and a page fault maps a whole folio: PID 1's
+    RSS would then depend on how the file was last written, not on the init."""
+    for init in inits:
+        path = shutil.which(init.prefix[0])
+        if path is None:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # only clean pages can be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs' time spent busy over `seconds` (from /proc/stat):
+    how much else the machine is doing before the run starts."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return idle, sum(fields)
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return round(1 - (idle1 - idle0) / max(total1 - total0, 1), 3)
 
 
 def log(message):
@@ -226,8 +260,9 @@ def main():
         "pinned_cpu": None if args.no_pin else max(os.sched_getaffinity(0)),
         **machine_info(args.swarm_init, peers()),
     }
+    evict_page_cache(inits)
     started = time.monotonic()
-    meta["loadavg_before"] = os.getloadavg()[0]
+    meta["cpu_busy_before"] = cpu_busy()
     try:
         raw = run_all(args, config, inits)
     except BenchError as err:

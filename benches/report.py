@@ -47,9 +47,14 @@ def summarize(raw):
             if init != "none":
                 put("start_total_ms", init, median(times) * 1e3)
                 put("start_overhead_ms", init, (median(times) - base) * 1e3)
+                # Lower quartiles: less exposed to load from elsewhere.
+                low = percentile(times, 25) - percentile(start["none"], 25)
+                put("start_overhead_p25_ms", init, low * 1e3)
     for init, times in raw.get("stop_time", {}).items():
         done = [t for t in times if t is not None]
-        put("stop_ms", init, median(done) * 1e3 if len(done) == len(times) else None)
+        complete = len(done) == len(times)
+        put("stop_ms", init, median(done) * 1e3 if complete else None)
+        put("stop_p25_ms", init, percentile(done, 25) * 1e3 if complete else None)
     for init, storms in raw.get("reaping", {}).items():
         times = [s["seconds"] for s in storms]
         put("reap_ms", init, median(times) * 1e3 if None not in times else None)
@@ -172,10 +177,17 @@ def markdown(figures, checks, inits, meta):
     out = [
         f"Measured {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['nproc']} CPUs, "
         f"Linux {meta['machine']['kernel']} ({meta['mode']} run, {meta['duration_s']:.0f} s, "
-        f"1-min load average {meta['loadavg_before']:.2f} at the start; "
+        f"CPUs {meta['cpu_busy_before']:.0%} busy with other work just before; "
         "medians unless noted).",
         "",
     ]
+    if meta["cpu_busy_before"] > 0.2:
+        out += [
+            f"**Note:** the machine was busy ({meta['cpu_busy_before']:.0%} of its CPU time "
+            "went to other work just before the run): load inflates every init's times and "
+            "pulls ratios towards 1; rerun on a quiet machine before trusting close calls.",
+            "",
+        ]
     if any(f in figures for f, _, _ in PID1_ROWS):
         out += [_table(PID1_ROWS, inits, figures, checks), ""]
         if "start_baseline_ms" in figures:

@@ -10,9 +10,10 @@
 #   --out FILE       JSON output (default target/bench/results.json)
 #
 # Steps: install what is missing (tini, dumb-init, catatonit, gcc, curl,
-# python3, unshare) with apt-get; build the release swarm-init statically, the
-# way build.sh does; compile benches/child.c; run benches/compare.py, which
-# prints a Markdown table and JSON and writes the JSON file.
+# python3, unshare) with apt-get; build the static release swarm-init with
+# `./build.sh --binaries-only` (exactly the binary the images ship); compile
+# benches/child.c; run benches/compare.py, which prints a Markdown table and
+# JSON and writes the JSON file.
 set -euo pipefail
 
 die() { echo "benches/run.sh: error: $*" >&2; exit 1; }
@@ -54,20 +55,15 @@ if [[ "${#missing[@]}" -gt 0 ]]; then
 fi
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs)"
-triple="$(rustc -vV | sed -n 's/^host: //p')"
-[[ -n "$triple" ]] || die "cannot read the host triple from 'rustc -vV'"
-target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 bench_dir="$repo/target/bench"
 mkdir -p "$bench_dir"
 
-# Exactly like build.sh: glibc linked statically; the explicit --target keeps
-# the flag away from build scripts and proc-macros.
-log "cargo build --release --target $triple -p swarm-init (static)"
-RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-  cargo build --release --target "$triple" -p swarm-init >&2 \
-  || die "cargo build failed (errors above)"
-swarm_init="$target_dir/$triple/release/swarm-init"
-[[ -x "$swarm_init" ]] || die "$swarm_init was not built"
+# The binary the images ship, built by build.sh itself (static, same flags),
+# so the benchmark can never measure a differently built swarm-init.
+log "./build.sh --binaries-only"
+swarm_init="$("$repo/build.sh" --binaries-only | grep '/swarm-init$')" \
+  || die "./build.sh --binaries-only failed (errors above)"
+[[ -x "$swarm_init" ]] || die "build.sh did not produce swarm-init ($swarm_init)"
 
 log "gcc benches/child.c"
 gcc -O2 -Wall -Wextra -Werror -o "$bench_dir/benchchild" benches/child.c \

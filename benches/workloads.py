@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
 from pid1 import (
     UNSHARE,
@@ -78,33 +79,52 @@ def _ctxt_switches(pid):
 
 def signal_latency(inits, child, rounds, per_round, warmup, log, cpu=None):
     """Nanoseconds from kill(PID 1, SIGHUP) until the child's handler answers.
-    benchchild's `ping` mode does the timing loop in C; the first `warmup`
-    signals of each namespace are dropped (cold caches, lazy binding).
-    With `cpu`, the pinger, the init and its child share that one CPU, so
-    each signal is the same chain of wakeups for every init instead of a
-    toss-up between same-CPU and cross-CPU wakeups."""
+
+    In each round every init supervises its own child at the same time, and
+    benchchild's `ping` (the timing loop, in C) signals them in turn, A B C D
+    A B C D ..., so a burst of load elsewhere hits all inits alike. The first
+    `warmup` signals per init and round are dropped (cold caches, pages not
+    yet faulted in). With `cpu`, the pinger, every init and every child share
+    that one CPU, so each signal is the same chain of wakeups for every init
+    instead of a toss-up between same-CPU and cross-CPU wakeups."""
     samples = {init.name: {"ns": [], "lost": 0} for init in inits}
     for round_no in range(rounds):
         log(f"signal latency: round {round_no + 1}/{rounds}")
-        for init in inits:
-            with Fifo() as fifo, Namespace(init, [child, "serve", fifo.path], cpu=cpu) as ns:
+        with ExitStack() as stack:
+            targets = []
+            for init in inits:
+                fifo = stack.enter_context(Fifo())
+                ns = stack.enter_context(Namespace(init, [child, "serve", fifo.path], cpu=cpu))
                 _ready(fifo)
-                out = subprocess.run(
-                    [child, "ping", str(ns.pid), str(fifo.fd), str(warmup + per_round)],
-                    pass_fds=[fifo.fd],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    preexec_fn=None if cpu is None else pin_to(cpu),
-                ).stdout.split()[warmup:]
-                samples[init.name]["ns"] += [int(x) for x in out if x != "lost"]
-                samples[init.name]["lost"] += sum(1 for x in out if x == "lost")
+                targets.append((init.name, ns.pid, fifo.fd))
+            argv = [child, "ping", str(warmup + per_round)]
+            for _, pid, fd in targets:
+                argv += [str(pid), str(fd)]
+            out = subprocess.run(
+                argv,
+                pass_fds=[fd for _, _, fd in targets],
+                capture_output=True,
+                text=True,
+                check=True,
+                preexec_fn=None if cpu is None else pin_to(cpu),
+            ).stdout.splitlines()
+        # Each line is "INDEX NS" or "INDEX lost", round-robin over targets.
+        for line_no, line in enumerate(out):
+            index, value = line.split()
+            if line_no // len(targets) < warmup:
+                continue
+            sample = samples[targets[int(index)][0]]
+            if value == "lost":
+                sample["lost"] += 1
+            else:
+                sample["ns"].append(int(value))
     return samples
 
 
-def start_overhead(inits, baseline, runs, log):
+def start_overhead(inits, baseline, runs, log, warmup=5):
     """Wall time of `unshare ... -- INIT -- /bin/true`, and of `unshare ... --
-    /bin/true` alone (the baseline), in seconds; runs interleave all of them."""
+    /bin/true` alone (the baseline), in seconds; runs interleave all of them.
+    The first `warmup` rounds are not counted (page cache, dentries)."""
     true = shutil.which("true") or "/bin/true"
     unshare = shutil.which(UNSHARE[0])
     commands = [(i.name, [unshare, *UNSHARE[1:], *i.argv([true])]) for i in [baseline, *inits]]
@@ -114,7 +134,7 @@ def start_overhead(inits, baseline, runs, log):
     devnull = os.open(os.devnull, os.O_RDWR)
     actions = [(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)]
     try:
-        for _ in range(runs):
+        for round_no in range(warmup + runs):
             for name, argv in commands:
                 start = time.perf_counter()
                 pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
@@ -122,7 +142,8 @@ def start_overhead(inits, baseline, runs, log):
                 elapsed = time.perf_counter() - start
                 if os.waitstatus_to_exitcode(status) != 0:
                     raise BenchError(f"{' '.join(argv)} exited with status {status}")
-                samples[name].append(elapsed)
+                if round_no >= warmup:
+                    samples[name].append(elapsed)
     finally:
         os.close(devnull)
     return samples
