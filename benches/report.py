@@ -38,6 +38,9 @@ def summarize(raw):
     for init, sig in raw.get("signal_latency", {}).items():
         put("signal_p50_us", init, percentile(sig["ns"], 50) / 1e3)
         put("signal_p99_us", init, percentile(sig["ns"], 99) / 1e3)
+        # On a shared VM about 1% of signals meet interference from outside
+        # (interrupts, the host): p99 sits at that edge, p98 below it.
+        put("signal_p98_us", init, percentile(sig["ns"], 98) / 1e3)
         put("signals_lost", init, sig["lost"])
     start = raw.get("start_overhead", {})
     if start:
