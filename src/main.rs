@@ -29,7 +29,13 @@ use cli::Command;
 fn main() {
     let code = run();
     log::logger().flush();
-    std::process::exit(code);
+    // Leave without glibc's exit handlers and stdio teardown: nothing is left
+    // to clean up, and as PID 1 those would page back in code that
+    // `memory::release_startup_pages` returned, slowing every container stop.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 fn run() -> i32 {
@@ -51,13 +57,21 @@ fn run() -> i32 {
             return 0;
         }
         Command::Fetch => {
-            return match settings::from_env(|name| std::env::var(name).ok()) {
-                Ok(settings) => {
-                    logging::init(settings.log_level);
-                    bot::fetch_command()
-                }
-                Err(message) => config_error(&message),
+            let settings = match settings::from_env(|name| std::env::var(name).ok()) {
+                Ok(settings) => settings,
+                Err(message) => return config_error(&message),
             };
+            logging::init(settings.log_level);
+            if std::process::id() != 1 {
+                return bot::fetch_command();
+            }
+            // As PID 1 (`docker run IMAGE fetch`) the kernel would drop
+            // SIGTERM and SIGINT sent to us: supervise the fetch instead.
+            log::info!(
+                "swarm-init {} starting as pid 1 in fetch mode",
+                env!("CARGO_PKG_VERSION")
+            );
+            return supervisor::run(&settings, spawn::Work::Fetch);
         }
         Command::Supervise {
             program,

@@ -23,7 +23,10 @@ pub struct Settings {
 const MAX_GRACE_SECONDS: u64 = 3600;
 
 /// Reads the settings through `get` (the process environment in production).
+/// An empty value means the default, as it does for every variable, so that
+/// `docker run -e VAR=` undoes a value baked into an image.
 pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+    let get = |name: &str| get(name).filter(|value| !value.trim().is_empty());
     let grace_seconds = match get("SWARM_INIT_GRACE_SECONDS") {
         None => 10,
         Some(text) => match text.trim().parse::<u64>() {
@@ -49,7 +52,7 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String
         },
     };
     let log_level = match get("SWARM_INIT_LOG").as_deref().map(str::trim) {
-        None | Some("") | Some("info") => LevelFilter::Info,
+        None | Some("info") => LevelFilter::Info,
         Some("error") => LevelFilter::Error,
         Some("warn") => LevelFilter::Warn,
         Some("debug") => LevelFilter::Debug,
@@ -60,7 +63,7 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String
         }
     };
     let forward_to_group = match get("SWARM_INIT_FORWARD_TO_GROUP").as_deref().map(str::trim) {
-        None | Some("") | Some("0") | Some("false") => false,
+        None | Some("0") | Some("false") => false,
         Some("1") | Some("true") => true,
         Some(other) => {
             return Err(format!(
@@ -112,6 +115,18 @@ mod tests {
         assert_eq!(s.shutdown_exit_code, 255);
         assert_eq!(s.log_level, LevelFilter::Debug);
         assert!(s.forward_to_group);
+    }
+
+    #[test]
+    fn empty_values_mean_the_default() {
+        let s = settings(&[
+            ("SWARM_INIT_GRACE_SECONDS", ""),
+            ("SWARM_INIT_SHUTDOWN_EXIT_CODE", " "),
+            ("SWARM_INIT_LOG", ""),
+            ("SWARM_INIT_FORWARD_TO_GROUP", ""),
+        ])
+        .unwrap();
+        assert_eq!(s, settings(&[]).unwrap());
     }
 
     #[test]

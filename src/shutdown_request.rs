@@ -35,8 +35,19 @@ pub struct Request {
 /// and ignored.
 pub fn take(sender_pid: i32) -> Option<Request> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = path();
-    let file = std::fs::File::open(&path).ok()?;
+    // PID 1 must never block here: no FIFO (O_NONBLOCK), no symlink to one
+    // (O_NOFOLLOW), nothing but a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
+        .ok()?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        log::warn!("ignoring {}: not a regular file", path.display());
+        return None;
+    }
     let mut text = String::new();
     let read = file.take(MAX_BYTES).read_to_string(&mut text);
     if let Err(err) = std::fs::remove_file(&path) {

@@ -11,6 +11,9 @@ pub enum Work {
     Exec(Vec<OsString>),
     /// Bot mode: `bot::boot`, which execs the bot or returns an exit code.
     BootBot,
+    /// `swarm-init fetch` run as PID 1 (`docker run IMAGE fetch`): the fetch
+    /// runs in the main child so that PID 1 still answers `docker stop`.
+    Fetch,
 }
 
 /// Forks the main child and returns its pid. The child runs in its own
@@ -20,8 +23,9 @@ pub fn main_child(work: &Work) -> io::Result<i32> {
     // Everything that allocates or can fail is prepared before the fork.
     let argv = match work {
         Work::Exec(args) => Some(to_cstrings(args)?),
-        Work::BootBot => None,
+        Work::BootBot | Work::Fetch => None,
     };
+    let argv_pointers = argv.as_deref().map(null_terminated);
     // SAFETY: swarm-init is single-threaded, so the child may run ordinary
     // code (including allocation) after the fork.
     let pid = unsafe { libc::fork() };
@@ -46,23 +50,30 @@ pub fn main_child(work: &Work) -> io::Result<i32> {
         }
     }
     crate::signals::reset_for_exec();
-    let code = match argv {
-        Some(argv) => exec(&argv),
-        None => crate::bot::boot(),
+    let code = match (&argv, &argv_pointers, work) {
+        (Some(argv), Some(pointers), _) => exec(argv, pointers),
+        (_, _, Work::Fetch) => crate::bot::fetch_command(),
+        _ => crate::bot::boot(),
     };
     log::logger().flush();
     // SAFETY: leave without running PID 1's atexit handlers in the child.
     unsafe { libc::_exit(code) }
 }
 
+/// The argv array `execvp` wants: pointers into `argv`, then a null.
+fn null_terminated(argv: &[CString]) -> Vec<*const libc::c_char> {
+    argv.iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 /// Replaces the process with `argv`; returns only on failure, with the exit
 /// code a shell would use (127 not found, 126 not executable).
-fn exec(argv: &[CString]) -> i32 {
+fn exec(argv: &[CString], pointers: &[*const libc::c_char]) -> i32 {
     let Some(program) = argv.first() else {
         return crate::exit_code::USAGE;
     };
-    let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    pointers.push(std::ptr::null());
     // SAFETY: a null-terminated array of valid C strings that outlive the call.
     unsafe { libc::execvp(program.as_ptr(), pointers.as_ptr()) };
     let err = io::Error::last_os_error();

@@ -63,14 +63,14 @@ pub fn run(settings: &Settings, work: Work) -> i32 {
     crate::memory::release_startup_pages();
 
     let stop = supervise(settings, main_child, &supervised);
-    let (exit_code, main_child_alive) = match stop {
+    let (exit_code, still_running) = match stop {
         Stop::MainChildEnded(ended) => {
             log::info!("main child {ended}");
-            (ended.exit_code(), false)
+            (ended.exit_code(), None)
         }
-        Stop::ShutdownRequested => (settings.shutdown_exit_code, true),
+        Stop::ShutdownRequested => (settings.shutdown_exit_code, Some(main_child)),
     };
-    tear_down(settings, scope, main_child, main_child_alive, &supervised);
+    tear_down(settings, scope, still_running, &supervised);
     log::info!("exiting with code {exit_code}");
     exit_code
 }
@@ -169,14 +169,14 @@ fn log_shutdown_request(received: &Received) {
 fn tear_down(
     settings: &Settings,
     scope: Scope,
-    main_child: i32,
-    main_child_alive: bool,
+    main_child: Option<i32>,
     supervised: &signals::SignalSet,
 ) {
-    if reaper::sweep(main_child).none_left {
+    let mut main_child = main_child;
+    if reap(&mut main_child) {
         return;
     }
-    let remaining = if main_child_alive {
+    let remaining = if main_child.is_some() {
         "the main child and every other process"
     } else {
         "the remaining processes"
@@ -189,7 +189,6 @@ fn tear_down(
     // A stopped process would sit on its SIGTERM until continued.
     scope.signal_all(libc::SIGCONT);
 
-    let mut main_child = main_child_alive.then_some(main_child);
     let deadline = Instant::now() + settings.grace;
     if !wait_for_all_to_end(&mut main_child, supervised, deadline, true) {
         log::info!("sending SIGKILL to the processes still running");
@@ -208,6 +207,19 @@ fn tear_down(
     }
 }
 
+/// Reaps what has ended; clears `main_child` (logging how it ended) once it
+/// is reaped, so its pid, which may be recycled, is never signalled again.
+/// True when no child at all is left.
+fn reap(main_child: &mut Option<i32>) -> bool {
+    // pid 0 never matches a reaped child.
+    let sweep = reaper::sweep(main_child.unwrap_or(0));
+    if let (Some(pid), Some(ended)) = (*main_child, sweep.main_child) {
+        log::info!("main child (pid {pid}) {ended}");
+        *main_child = None;
+    }
+    sweep.none_left
+}
+
 /// Reaps until no child is left (true) or the deadline passes (false).
 /// During the grace period, another SIGUSR1, SIGTERM or SIGINT means "stop
 /// now" (the operator is impatient; `docker stop` sends SIGKILL soon anyway):
@@ -221,12 +233,7 @@ fn wait_for_all_to_end(
     impatience_ends_wait: bool,
 ) -> bool {
     loop {
-        let sweep = reaper::sweep(main_child.unwrap_or(0));
-        if let (Some(pid), Some(ended)) = (*main_child, sweep.main_child) {
-            log::info!("main child (pid {pid}) {ended}");
-            *main_child = None;
-        }
-        if sweep.none_left {
+        if reap(main_child) {
             return true;
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {

@@ -119,14 +119,17 @@ fn configuration_errors_exit_before_starting_anything() {
     assert_eq!(pid1.exit_code(LONG), 64);
     assert!(pid1.stderr_text().contains("unknown option '--frobnicate'"));
 
+    let dir = TempDir::new("config");
+    let marker = dir.join("started");
     for (name, value) in [
         ("SWARM_INIT_GRACE_SECONDS", "ten"),
         ("SWARM_INIT_SHUTDOWN_EXIT_CODE", "300"),
         ("SWARM_INIT_LOG", "loud"),
         ("SWARM_INIT_FORWARD_TO_GROUP", "maybe"),
     ] {
-        let mut pid1 = Pid1::spawn(&["--", "touch", "/tmp/should-not-exist"], &[(name, value)]);
+        let mut pid1 = Pid1::spawn(&["--", "touch", marker.to_str().unwrap()], &[(name, value)]);
         assert_eq!(pid1.exit_code(LONG), 78, "{name}={value}");
+        assert!(!marker.exists(), "the program ran despite {name}={value}");
         let log = pid1.stderr_text();
         assert_eq!(log.lines().count(), 1, "one clear line: {log}");
         assert!(log.contains(name), "{log}");
@@ -349,16 +352,64 @@ fn leftover_processes_are_stopped_when_the_main_child_exits() {
         return;
     }
     // A daemon in its own session is outside the main child's process group:
-    // only kill(-1) from PID 1 reaches it.
+    // only kill(-1) from PID 1 reaches it. It must end by SIGTERM, well
+    // before the grace period would have let SIGKILL do it.
     let dir = TempDir::new("leftover");
     let ready = dir.join("ready");
     let script = format!("setsid sleep 1000 & touch {}; exit 3", ready.display());
-    let mut pid1 = Pid1::spawn(&["--", "sh", "-c", &script], &[]);
+    let start = Instant::now();
+    let mut pid1 = Pid1::spawn(
+        &["--", "sh", "-c", &script],
+        &[("SWARM_INIT_GRACE_SECONDS", "60")],
+    );
     assert_eq!(pid1.exit_code(LONG), 3, "{}", pid1.stderr_text());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(ready.exists());
-    assert!(pid1
-        .stderr_text()
-        .contains("sending SIGTERM to the remaining processes"));
+    let log = pid1.stderr_text();
+    assert!(
+        log.contains("sending SIGTERM to the remaining processes"),
+        "{log}"
+    );
+    assert!(!log.contains("sending SIGKILL"), "{log}");
+}
+
+#[test]
+fn fetch_as_pid1_still_answers_sigterm() {
+    if !common::require_root_and_unshare() {
+        return;
+    }
+    // `docker run IMAGE fetch` makes `fetch` PID 1. A server that accepts
+    // connections and never answers keeps the download waiting; `docker
+    // stop`'s SIGTERM must still end it at once, not after a timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/bot_code", silent.local_addr().unwrap());
+    let dir = TempDir::new("fetchpid1");
+    let swarm_dir = dir.join("swarming");
+    let mut pid1 = Pid1::spawn(
+        &["fetch"],
+        &[
+            ("SWARM_URL", &url),
+            ("SWARM_DIR", swarm_dir.to_str().unwrap()),
+            ("SWARM_BOT_USER", "nobody"),
+            ("LUCI_MACHINE_TOKEN_FILE", ""),
+        ],
+    );
+    assert!(
+        pid1.wait_for_log("main child started", LONG),
+        "{}",
+        pid1.stderr_text()
+    );
+    pid1.signal(libc::SIGTERM);
+    assert_eq!(
+        pid1.exit_code(Duration::from_secs(5)),
+        143,
+        "{}",
+        pid1.stderr_text()
+    );
 }
 
 #[test]
