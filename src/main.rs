@@ -10,6 +10,16 @@
 //!   only ever runs in the main child.
 //! - `memory`: keeping PID 1's resident memory small while it supervises.
 //! - `exit_code`: every exit code swarm-init chooses itself.
+//!
+//! There is no Rust runtime start-up (`no_main`): std's `main` wrapper reads
+//! /proc/self/maps and installs stack-overflow handlers, most of what PID 1
+//! would otherwise do before it can start the child. glibc still hands std
+//! the arguments and environment, so `std::env` works as usual; the one thing
+//! the wrapper did that matters, ignoring SIGPIPE (a closed stderr must not
+//! kill us), is done in `main`.
+// Unit tests keep the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
 mod bot;
 mod cli;
@@ -26,7 +36,11 @@ mod supervisor;
 
 use cli::Command;
 
-fn main() {
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: SIG_IGN is a valid disposition for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = run();
     log::logger().flush();
     // Leave without glibc's exit handlers and stdio teardown: nothing is left
