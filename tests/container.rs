@@ -11,9 +11,10 @@ mod common;
 #[path = "common/container_support.rs"]
 mod container_support;
 
-use common::fake_bot::{wait_for_file, BotReport, TestDir};
+use common::fake_bot::BotReport;
 use common::fake_swarming::{FakeSwarming, Reply};
-use container_support::{docker, docker_ok, image, open_up, repo_root, skip_or_fail, Container};
+use common::{wait_for_file, TempDir};
+use container_support::{docker, docker_ok, image, repo_root, Container};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,17 +22,17 @@ use std::time::{Duration, Instant};
 /// Host-side directories of one bot container: `/b` (as the launcher
 /// mounts it) and `/report`, where the fake bot writes what it saw.
 struct BotDirs {
-    _dir: TestDir,
+    _dir: TempDir,
     b: PathBuf,
     report_dir: PathBuf,
 }
 
 impl BotDirs {
     fn new(tag: &str) -> BotDirs {
-        let dir = TestDir::new(tag);
-        let b = dir.mkdir("b", 0o755);
-        let report_dir = dir.mkdir("report", 0o777);
-        open_up(&report_dir);
+        let dir = TempDir::new(tag);
+        let b = common::mkdir_mode(&dir.join("b"), 0o755);
+        // The bot runs as chrome-bot (or a test uid) inside and writes here.
+        let report_dir = common::mkdir_mode(&dir.join("report"), 0o777);
         BotDirs {
             _dir: dir,
             b,
@@ -176,6 +177,7 @@ fn bot_starts_as_chrome_bot_in_b_swarming_with_the_env() {
 #[test]
 fn sudo_shutdown_stops_the_container_with_code_10_after_sigterm_to_the_bot() {
     let Some(image) = image() else { return };
+    let (uid, _) = chrome_bot_ids(&image);
     let server = FakeSwarming::start();
     let dirs = BotDirs::new("c2");
     let mut args = bot_run_args(
@@ -222,10 +224,17 @@ fn sudo_shutdown_stops_the_container_with_code_10_after_sigterm_to_the_bot() {
         "the bot got no SIGTERM; logs:\n{}",
         c.logs()
     );
+    // The request as the shim recorded it: mode, the caller behind sudo
+    // (SUDO_UID), and the message (src/supervisor.rs words the line).
     let logs = c.logs();
-    assert!(logs.contains("shutdown requested"), "{logs}");
-    assert!(logs.contains("reboot"), "{logs}");
-    assert!(logs.contains("smoke test reboot"), "{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("shutdown requested from pid ")
+                && l.ends_with(&format!(
+                    ": mode reboot, run by uid {uid}, message \"smoke test reboot\""
+                ))),
+        "{logs}"
+    );
 }
 
 /// Smoke test 3: `docker stop` gives the bot SIGTERM, and the container's
@@ -337,16 +346,16 @@ fn host_passwd_and_group_bind_mounted_give_the_bot_their_uid() {
     let Some(image) = image() else { return };
     let server = FakeSwarming::start();
     let dirs = BotDirs::new("c6");
-    let etc = TestDir::new("c6-etc");
-    let passwd = etc.write(
-        "passwd",
+    let etc = TempDir::new("c6-etc");
+    let passwd = common::write_mode(
+        &etc.join("passwd"),
         b"root:x:0:0:root:/root:/bin/bash\n\
           nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
           chrome-bot:x:4242:4343:Chrome Bot:/home/chrome-bot:/bin/bash\n",
         0o644,
     );
-    let group = etc.write(
-        "group",
+    let group = common::write_mode(
+        &etc.join("group"),
         b"root:x:0:\nnogroup:x:65534:\nchrome-bot:x:4343:\nkvm:x:4444:chrome-bot\n",
         0o644,
     );
@@ -541,8 +550,7 @@ fn is_static_elf(elf: &[u8]) -> bool {
 #[test]
 fn tap_hook_creates_the_qemu_device_for_chrome_bot_in_a_container() {
     let Some(image) = image() else { return };
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        skip_or_fail("this machine has no /dev/net/tun");
+    if !require_tun() {
         return;
     }
     let hook = repo_root().join("docker/pre-start.d/10-qemu-tap");
@@ -600,8 +608,7 @@ fn tap_hook_creates_the_qemu_device_for_chrome_bot_in_a_container() {
 #[test]
 fn tap_hook_runs_as_a_pre_start_hook_in_bot_mode() {
     let Some(image) = image() else { return };
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        skip_or_fail("this machine has no /dev/net/tun");
+    if !require_tun() {
         return;
     }
     let hook = repo_root().join("docker/pre-start.d/10-qemu-tap");
@@ -658,8 +665,7 @@ fn tap_hook_works_in_a_network_namespace() {
     if !common::require_root_and_unshare() {
         return;
     }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        skip_or_fail("this machine has no /dev/net/tun");
+    if !require_tun() {
         return;
     }
     let hook = repo_root().join("docker/pre-start.d/10-qemu-tap");
@@ -687,15 +693,31 @@ fn tap_hook_works_in_a_network_namespace() {
     assert!(text.contains("'no-such-user-x' must exist"), "{text}");
 }
 
+/// True when this machine has /dev/net/tun (see `common::require`).
+fn require_tun() -> bool {
+    common::require("/dev/net/tun (for the tap hook)", || {
+        if std::path::Path::new("/dev/net/tun").exists() {
+            Ok(())
+        } else {
+            Err("this machine has no /dev/net/tun".into())
+        }
+    })
+}
+
 fn lint_tool(name: &str, install: &str) -> bool {
-    match Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        _ => skip_or_fail(&format!("{name} is not installed ({install})")),
-    }
+    common::require(name, || {
+        match Command::new(name)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!(
+                "`{name} --version` failed ({s}); install: {install}"
+            )),
+            Err(e) => Err(format!("{name} is not installed ({install}): {e}")),
+        }
+    })
 }
 
 #[test]
@@ -817,7 +839,7 @@ fn arm64_dockerfile_is_the_amd64_one_plus_its_marked_blocks() {
 /// build.sh without Docker says so and stops before compiling anything.
 #[test]
 fn build_sh_fails_clearly_without_docker() {
-    let bin = TestDir::new("nodocker");
+    let bin = TempDir::new("nodocker");
     for tool in ["uname", "dirname"] {
         let target = ["/usr/bin", "/bin"]
             .iter()

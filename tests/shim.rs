@@ -10,8 +10,9 @@
 //!   must be refused; renamed `swarm-init` (via /proc/self/comm) it shows what
 //!   the shim records and sends, and that usage errors and no-op options send
 //!   nothing even where sending would be allowed.
-//! - Under the real swarm-init as PID 1: every name stops the container with
-//!   exit code 10, and swarm-init's log names the mode and the message.
+//! - Under the real swarm-init as PID 1: every name makes swarm-init SIGTERM
+//!   the main child and exit with code 10, and swarm-init's log names the
+//!   mode, the caller's uid and the message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -196,20 +197,19 @@ fn now_secs() -> u64 {
 }
 
 fn python3_available() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .env("PATH", common::PATH)
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 (the test PID 1) is missing"
-        );
-        eprintln!("SKIPPED: python3 (the test PID 1) is missing");
-    }
-    ok
+    common::require("python3 (the test PID 1)", || {
+        match Command::new("python3")
+            .arg("--version")
+            .env_clear()
+            .env("PATH", common::PATH)
+            .stdout(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("`python3 --version` failed: {s}")),
+            Err(e) => Err(format!("cannot run python3 on {}: {e}", common::PATH)),
+        }
+    })
 }
 
 fn requirements_met() -> bool {
@@ -450,24 +450,40 @@ fn non_root_is_told_to_use_sudo_and_sends_nothing() {
     }
 }
 
-/// Runs `name args` (with `env`) as the main child of the real swarm-init.
-/// The wrapper shell ignores SIGTERM so that it can record the shim's exit
-/// status and output after swarm-init has started tearing down; then it
-/// exits, which ends the teardown without waiting for the grace period.
-fn stop_real_swarm_init(
-    setup: &Setup,
-    name: &str,
-    args: &[&str],
-    env: &str,
-) -> (Pid1, i32, String, i32) {
+/// How one stop of the real swarm-init went.
+struct RealStop {
+    pid1: Pid1,
+    /// swarm-init's exit code.
+    code: i32,
+    shim_rc: i32,
+    shim_stderr: String,
+    /// The main child received SIGTERM (its trap wrote the marker).
+    child_got_term: bool,
+}
+
+/// Runs `name args` (with `env`) from the main child of the real swarm-init.
+/// The main child is a shell that records SIGTERM in a marker file and then
+/// exits 0, as a well-behaved bot does. It runs the shim in a subshell that
+/// ignores SIGTERM, so the shim's exit status and output are recorded even
+/// though swarm-init starts tearing down while the shim is still exiting.
+fn stop_real_swarm_init(setup: &Setup, name: &str, args: &[&str], env: &str) -> RealStop {
     let out = setup.dir.join(&format!("real-{name}-{}", unique()));
     std::fs::create_dir(&out).unwrap();
     let quoted: Vec<String> = args
         .iter()
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
         .collect();
+    // The trap is set before the shim runs and uses only builtins. After
+    // that the shell starts no process (one forked just as SIGTERM arrives
+    // could lose it and hold the teardown for the whole grace period): it
+    // waits in `read` on a FIFO nobody writes, which the trapped SIGTERM
+    // interrupts.
     let script = format!(
-        "trap '' TERM; {env} \"$SHIM\" {} >\"$OUT/stdout\" 2>\"$OUT/stderr\"; echo $? >\"$OUT/rc.tmp\"; mv \"$OUT/rc.tmp\" \"$OUT/rc\"",
+        "mkfifo \"$OUT/block\" && exec 3<>\"$OUT/block\" || exit 99; \
+         trap ': >\"$OUT/term\"; exit 0' TERM; \
+         ( trap '' TERM; exec 3>&-; {env} \"$SHIM\" {} >\"$OUT/stdout\" 2>\"$OUT/stderr\"; \
+           echo $? >\"$OUT/rc.tmp\"; mv \"$OUT/rc.tmp\" \"$OUT/rc\" ) & \
+         while :; do read -r _ <&3; done",
         quoted.join(" ")
     );
     let run_dir = setup.run_dir();
@@ -486,13 +502,20 @@ fn stop_real_swarm_init(
         "the shim did not finish; log:\n{}",
         pid1.stderr_text()
     );
-    let rc: i32 = std::fs::read_to_string(out.join("rc"))
+    let shim_rc: i32 = std::fs::read_to_string(out.join("rc"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    let stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
-    (pid1, code, stderr, rc)
+    let shim_stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
+    let child_got_term = out.join("term").exists();
+    RealStop {
+        pid1,
+        code,
+        shim_rc,
+        shim_stderr,
+        child_got_term,
+    }
 }
 
 #[test]
@@ -522,10 +545,17 @@ fn every_name_stops_swarm_init_with_exit_10_and_logs_mode_and_message() {
         ("poweroff", &["-f"], "", "poweroff", ""),
     ];
     for (name, args, env, mode, message) in cases {
-        let (pid1, code, shim_stderr, shim_rc) = stop_real_swarm_init(&setup, name, args, env);
-        let log = pid1.stderr_text();
-        assert_eq!(code, 10, "{name} {args:?}: log:\n{log}");
-        assert_eq!(shim_rc, 0, "{name} {args:?}: {shim_stderr}\nlog:\n{log}");
+        let stop = stop_real_swarm_init(&setup, name, args, env);
+        let (log, shim_stderr) = (stop.pid1.stderr_text(), &stop.shim_stderr);
+        assert_eq!(stop.code, 10, "{name} {args:?}: log:\n{log}");
+        assert_eq!(
+            stop.shim_rc, 0,
+            "{name} {args:?}: {shim_stderr}\nlog:\n{log}"
+        );
+        assert!(
+            stop.child_got_term,
+            "{name} {args:?}: the main child got no SIGTERM before the end; log:\n{log}"
+        );
         assert!(
             shim_stderr.contains(&format!("{name}: {mode} requested")),
             "{name} {args:?}: {shim_stderr}"
@@ -534,21 +564,46 @@ fn every_name_stops_swarm_init_with_exit_10_and_logs_mode_and_message() {
             .lines()
             .find(|l| l.contains("shutdown requested"))
             .unwrap_or_else(|| panic!("no shutdown request logged:\n{log}"));
+        // src/supervisor.rs logs: `shutdown requested from pid P (uid U):
+        // mode M[, run by uid N], message "MSG"`.
+        let (_, request) = line
+            .split_once("): mode ")
+            .unwrap_or_else(|| panic!("{name} {args:?}: no sender and mode in {line}"));
+        let caller = if env.contains("SUDO_UID=1234") {
+            ", run by uid 1234"
+        } else {
+            ", run by uid 0"
+        };
         assert!(
-            line.contains(mode),
-            "{name} {args:?}: mode {mode} not in {line}"
+            request.starts_with(&format!("{mode}{caller}, message ")),
+            "{name} {args:?}: want mode {mode}{caller} in {line}"
         );
         assert!(
-            line.contains(message),
-            "{name} {args:?}: message not in {line}"
+            request.ends_with(&format!(", message {message:?}")),
+            "{name} {args:?}: want message {message:?} at the end of {line}"
         );
-        if env.contains("SUDO_UID=1234") {
-            assert!(line.contains("1234"), "caller uid not in {line}");
-        }
         // swarm-init consumed the request.
         assert!(
             !setup.request_path().exists(),
             "{name}: request file left behind; log:\n{log}"
         );
     }
+}
+
+/// Issue 2's case on its own: `shutdown -r now` from inside makes
+/// swarm-init SIGTERM the main child first, then exit with 10.
+#[test]
+fn shutdown_r_now_sigterms_the_main_child_then_exits_10() {
+    if !common::require_root_and_unshare() {
+        return;
+    }
+    let setup = Setup::new("shim-term");
+    let stop = stop_real_swarm_init(&setup, "shutdown", &["-r", "now"], "");
+    let log = stop.pid1.stderr_text();
+    assert_eq!(stop.shim_rc, 0, "{}\nlog:\n{log}", stop.shim_stderr);
+    assert!(
+        stop.child_got_term,
+        "the main child got no SIGTERM; log:\n{log}"
+    );
+    assert_eq!(stop.code, 10, "log:\n{log}");
 }

@@ -1,13 +1,13 @@
 //! Docker helpers for the container smoke tests (tests/container.rs): the
-//! gate that fails in CI and skips elsewhere when Docker is missing, the image
-//! built once per test run (a local debootstrap base, then `./build.sh`), and
-//! a container handle that is removed when dropped.
+//! Docker check (through `common::require`: fails in CI, skips elsewhere),
+//! the image built once per test run (a local debootstrap base, then
+//! `./build.sh`), and a container handle that is removed when dropped.
 //!
 //! Every container is started detached with a name of our own and removed by
 //! that name, so the tests never touch containers they did not create.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -27,21 +27,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Fails the test under CI=true, otherwise prints why it skips; returns
-/// false so the caller can `return`.
-pub fn skip_or_fail(why: &str) -> bool {
-    if in_ci() {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
-}
-
-/// True when a Docker daemon answers.
+/// True when a Docker daemon answers (see `common::require`).
 pub fn require_docker() -> bool {
     static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
     let check = CHECK.get_or_init(|| {
@@ -58,10 +44,7 @@ pub fn require_docker() -> bool {
             Err(e) => Err(format!("cannot run docker: {e}")),
         }
     });
-    match check {
-        Ok(()) => true,
-        Err(why) => skip_or_fail(why),
-    }
+    crate::common::require("a Docker daemon", || check.clone())
 }
 
 /// The image under test, built once per test process: the base image
@@ -73,12 +56,11 @@ pub fn image() -> Option<String> {
         return None;
     }
     static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
-    match IMAGE.get_or_init(build_image) {
-        Ok(id) => Some(id.clone()),
-        Err(why) => {
-            skip_or_fail(why);
-            None
-        }
+    let image = IMAGE.get_or_init(build_image);
+    if crate::common::require("the smoke-test image", || image.clone().map(|_| ())) {
+        image.clone().ok()
+    } else {
+        None
     }
 }
 
@@ -290,11 +272,4 @@ pub fn unique_name(tag: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
-}
-
-/// Makes `path` writable by anyone: the bot runs as chrome-bot (or a
-/// test uid) inside, and writes its report into host directories.
-pub fn open_up(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
 }

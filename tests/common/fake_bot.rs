@@ -1,21 +1,22 @@
 //! Fake Swarming bots for the bot-mode tests: zipapps built in memory whose
 //! `__main__.py` reports how swarm-init started them, the broken zips that
-//! must never be run, the Swarming bot version and SHA-256 of a zip, a
-//! scratch-directory type, and a small JSON reader for the bot's report.
+//! must never be run, the Swarming bot version and SHA-256 of a zip, and the
+//! reader of the bot's JSON report.
 //!
 //! Zips are written by hand (stored entries only, no compression) so that a
-//! test knows exactly where each entry's bytes are and can corrupt them.
-//! SHA-256 and CRC-32 are implemented here to keep the test suite free of
-//! dependencies the product does not need; `bot_version_matches_python`
-//! in tests/bot_mode.rs checks both against Python's implementations.
+//! test knows exactly where each entry's bytes are and can corrupt them;
+//! hence the small CRC-32 here. SHA-256 and JSON come from the `sha2` and
+//! `serde_json` crates. `fakes_agree_with_python` in tests/bot_mode.rs checks
+//! the zips, the bot version and the SHA-256 against Python's zipfile and
+//! hashlib.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// The fake bot. Environment it reads:
 /// - `FAKE_BOT_REPORT`: where to write the JSON report (written atomically);
@@ -128,7 +129,7 @@ pub fn no_main_zip() -> Vec<u8> {
 
 /// Lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&sha256(data))
+    hex(&Sha256::digest(data))
 }
 
 /// The Swarming bot version of a zip (see SWARMING.md): SHA-256 over the
@@ -147,7 +148,7 @@ pub fn bot_version_of_entries(entries: &[Entry]) -> String {
         h.update(content.len().to_string().as_bytes());
         h.update(content);
     }
-    hex(&h.finish())
+    hex(&h.finalize())
 }
 
 // ---------------------------------------------------------------- zip writer
@@ -274,191 +275,9 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-// ------------------------------------------------------------------- sha-256
-
-const K: [u32; 64] = [
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-];
-
-/// Incremental SHA-256.
-pub struct Sha256 {
-    state: [u32; 8],
-    block: Vec<u8>,
-    len: u64,
-}
-
-impl Sha256 {
-    pub fn new() -> Sha256 {
-        Sha256 {
-            state: [
-                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-                0x5be0cd19,
-            ],
-            block: Vec::with_capacity(64),
-            len: 0,
-        }
-    }
-
-    pub fn update(&mut self, mut data: &[u8]) {
-        self.len += data.len() as u64;
-        while !data.is_empty() {
-            let take = (64 - self.block.len()).min(data.len());
-            self.block.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.block.len() == 64 {
-                let block: [u8; 64] = self.block[..].try_into().unwrap();
-                self.compress(&block);
-                self.block.clear();
-            }
-        }
-    }
-
-    pub fn finish(mut self) -> [u8; 32] {
-        let bit_len = self.len.wrapping_mul(8);
-        let mut pad = vec![0x80u8];
-        let used = (self.block.len() + 1) % 64;
-        let zeros = if used <= 56 { 56 - used } else { 120 - used };
-        pad.extend(std::iter::repeat_n(0u8, zeros));
-        pad.extend_from_slice(&bit_len.to_be_bytes());
-        let len = self.len;
-        self.update(&pad);
-        self.len = len;
-        assert!(self.block.is_empty());
-        let mut out = [0u8; 32];
-        for (i, word) in self.state.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
-
-    fn compress(&mut self, block: &[u8; 64]) {
-        let mut w = [0u32; 64];
-        for i in 0..16 {
-            w[i] = u32::from_be_bytes(block[i * 4..i * 4 + 4].try_into().unwrap());
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = self.state;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = h
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            h = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
-            *s = s.wrapping_add(v);
-        }
-    }
-}
-
-impl Default for Sha256 {
-    fn default() -> Self {
-        Sha256::new()
-    }
-}
-
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(data);
-    h.finish()
-}
-
+/// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-// ------------------------------------------------------------ scratch dirs
-
-/// A scratch directory under /tmp, mode 0755 so that `nobody` can reach what
-/// a test opens up inside it; removed (as root, whatever `nobody` left in it)
-/// on drop.
-pub struct TestDir {
-    path: PathBuf,
-}
-
-impl TestDir {
-    pub fn new(tag: &str) -> TestDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = PathBuf::from(format!(
-            "/tmp/swarm-init-test-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        fs::create_dir(&path).expect("create test dir");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod test dir");
-        TestDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Creates a subdirectory with the given mode (not subject to umask).
-    pub fn mkdir(&self, rel: &str, mode: u32) -> PathBuf {
-        let p = self.path.join(rel);
-        fs::create_dir_all(&p).expect("create subdir");
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod subdir");
-        p
-    }
-
-    /// Writes a file with the given mode.
-    pub fn write(&self, rel: &str, data: &[u8], mode: u32) -> PathBuf {
-        let p = self.path.join(rel);
-        fs::write(&p, data).expect("write file");
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod file");
-        p
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Waits until `path` exists, at most `timeout`; returns whether it does.
-pub fn wait_for_file(path: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if path.exists() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // -------------------------------------------------------------- the report
@@ -486,41 +305,67 @@ impl BotReport {
     /// Reads the report at `path`, if the bot wrote one.
     pub fn read(path: &Path) -> Option<BotReport> {
         let raw = fs::read_to_string(path).ok()?;
-        let v = Json::parse(&raw).unwrap_or_else(|e| panic!("bad report {raw:?}: {e}"));
-        let ints = |k: &str| -> Vec<i64> {
+        let v: Value =
+            serde_json::from_str(&raw).unwrap_or_else(|e| panic!("bad report {raw:?}: {e}"));
+        let field = |k: &str| {
             v.get(k)
-                .and_then(Json::as_array)
-                .unwrap_or_else(|| panic!("report field {k}"))
+                .unwrap_or_else(|| panic!("report field {k} missing: {raw}"))
+        };
+        let ints = |k: &str| -> Vec<i64> {
+            field(k)
+                .as_array()
+                .unwrap_or_else(|| panic!("report field {k} is not a list: {raw}"))
                 .iter()
-                .map(|x| x.as_i64().expect("int"))
+                .map(|x| {
+                    x.as_i64()
+                        .unwrap_or_else(|| panic!("{k}: {x} is not an int"))
+                })
                 .collect()
         };
         let strs = |k: &str| -> Vec<String> {
-            v.get(k)
-                .and_then(Json::as_array)
-                .unwrap_or_else(|| panic!("report field {k}"))
+            field(k)
+                .as_array()
+                .unwrap_or_else(|| panic!("report field {k} is not a list: {raw}"))
                 .iter()
-                .map(|x| x.as_str().expect("string").to_string())
+                .map(|x| {
+                    x.as_str()
+                        .unwrap_or_else(|| panic!("{k}: {x} is not a string"))
+                        .to_string()
+                })
                 .collect()
         };
-        let int = |k: &str| v.get(k).and_then(Json::as_i64).expect(k);
-        let boolean = |k: &str| v.get(k).and_then(Json::as_bool).expect(k);
-        let env = match v.get("env") {
-            Some(Json::Object(m)) => m
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().expect("env value").to_string()))
-                .collect(),
-            _ => panic!("report field env"),
+        let int = |k: &str| {
+            field(k)
+                .as_i64()
+                .unwrap_or_else(|| panic!("report field {k} is not an int: {raw}"))
         };
+        let boolean = |k: &str| {
+            field(k)
+                .as_bool()
+                .unwrap_or_else(|| panic!("report field {k} is not a bool: {raw}"))
+        };
+        let text = |k: &str| {
+            field(k)
+                .as_str()
+                .unwrap_or_else(|| panic!("report field {k} is not a string: {raw}"))
+                .to_string()
+        };
+        let env = field("env")
+            .as_object()
+            .unwrap_or_else(|| panic!("report field env is not an object: {raw}"))
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .as_str()
+                    .unwrap_or_else(|| panic!("env {k}: {v} is not a string"));
+                (k.clone(), v.to_string())
+            })
+            .collect();
         Some(BotReport {
             resuid: ints("resuid"),
             resgid: ints("resgid"),
             groups: ints("groups"),
-            cwd: v
-                .get("cwd")
-                .and_then(Json::as_str)
-                .expect("cwd")
-                .to_string(),
+            cwd: text("cwd"),
             cwd_owner: int("cwd_owner"),
             cwd_writable: boolean("cwd_writable"),
             argv: strs("argv"),
@@ -534,211 +379,15 @@ impl BotReport {
     }
 }
 
-/// Just enough JSON for the fake bot's report (which Python's json module
-/// writes: ASCII only, \uXXXX escapes for the rest).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Number(f64),
-    String(String),
-    Array(Vec<Json>),
-    Object(BTreeMap<String, Json>),
-}
-
-impl Json {
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at {}", p.i));
-        }
-        Ok(v)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(m) => m.get(key),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Json::Number(n) if n.fract() == 0.0 => Some(*n as i64),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Json::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-
-    pub fn as_array(&self) -> Option<&Vec<Json>> {
-        match self {
-            Json::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> Result<(), String> {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            Ok(())
-        } else {
-            Err(format!("expected {lit:?} at {}", self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            None => Err("unexpected end".to_string()),
-            Some(b'n') => self.eat("null").map(|_| Json::Null),
-            Some(b't') => self.eat("true").map(|_| Json::Bool(true)),
-            Some(b'f') => self.eat("false").map(|_| Json::Bool(false)),
-            Some(b'"') => self.string().map(Json::String),
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Array(items));
-                        }
-                        _ => return Err(format!("bad array at {}", self.i)),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut map = BTreeMap::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Object(map));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.ws();
-                    self.eat(":")?;
-                    let v = self.value()?;
-                    map.insert(k, v);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Object(map));
-                        }
-                        _ => return Err(format!("bad object at {}", self.i)),
-                    }
-                }
-            }
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len() && b"+-0123456789.eE".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                let text =
-                    std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                text.parse::<f64>()
-                    .map(Json::Number)
-                    .map_err(|e| format!("bad number {text:?}: {e}"))
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let h = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| "short \\u escape".to_string())?;
-        self.i += 4;
-        u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
-            .map_err(|e| e.to_string())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat("\"")?;
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while self.i < self.s.len() && self.s[self.i] != b'"' && self.s[self.i] != b'\\' {
-                self.i += 1;
-            }
-            out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?);
-            match self.s.get(self.i) {
-                None => return Err("unterminated string".to_string()),
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(_) => {
-                    self.i += 1;
-                    let c = *self.s.get(self.i).ok_or("bad escape")?;
-                    self.i += 1;
-                    match c {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp)
-                                && self.s[self.i..].starts_with(b"\\u")
-                            {
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo.wrapping_sub(0xdc00));
-                            }
-                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                        }
-                        _ => return Err(format!("bad escape at {}", self.i)),
-                    }
-                }
-            }
-        }
-    }
+/// The signal number the fake bot recorded in `<report>.term`, if it wrote
+/// that file (it does once it has received SIGTERM).
+pub fn term_signal(path: &Path) -> Option<i64> {
+    let raw = fs::read_to_string(path).ok()?;
+    let v: Value =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("bad term file {raw:?}: {e}"));
+    Some(
+        v.get("signal")
+            .and_then(Value::as_i64)
+            .unwrap_or_else(|| panic!("no signal number in the term file: {raw}")),
+    )
 }

@@ -40,15 +40,14 @@ pub fn shim_bin() -> PathBuf {
     path
 }
 
-/// True when the test may run: root and a working `unshare`. Otherwise the
-/// test must not pass silently in CI: with CI=true this panics; elsewhere it
-/// prints why it skips and returns false.
+/// True when the test may run: root and a working `unshare` (see
+/// [`require`] for what happens otherwise).
 pub fn require_root_and_unshare() -> bool {
     static CHECK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let check = CHECK.get_or_init(|| {
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            return Err("these tests need root (they create PID namespaces)".into());
+            return Err("not running as root".into());
         }
         match Command::new("unshare")
             .args([
@@ -68,16 +67,10 @@ pub fn require_root_and_unshare() -> bool {
             Err(e) => Err(format!("cannot run unshare (util-linux): {e}")),
         }
     });
-    match check {
-        Ok(()) => true,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-    }
+    require(
+        "root and a working unshare (to create PID namespaces)",
+        || check.clone(),
+    )
 }
 
 /// A fresh, empty directory under /tmp, removed when dropped; world-readable
@@ -413,4 +406,40 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The one place that decides what a test does when something it needs is
+/// missing: `check` says why it is missing. With CI=true a test must not pass
+/// without running, so this panics; elsewhere it prints `SKIPPED: ...` and
+/// returns false, so the caller can `return`.
+pub fn require(what: &str, check: impl FnOnce() -> Result<(), String>) -> bool {
+    match check() {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but this test needs {what}: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs {what}: {why}");
+            false
+        }
+    }
+}
+
+/// Creates `path` (and its parents) with exactly `mode` (umask does not
+/// apply), e.g. 0777 for a directory an unprivileged bot writes into.
+pub fn mkdir_mode(path: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    path.to_path_buf()
+}
+
+/// Writes `data` to `path` and gives it exactly `mode`.
+pub fn write_mode(path: &Path, data: &[u8], mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    path.to_path_buf()
 }
