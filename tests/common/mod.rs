@@ -24,20 +24,23 @@ pub fn swarm_init_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_swarm-init"))
 }
 
-/// The shim binary: built by `cargo build -p swarm-shutdown` into the same
-/// directory as swarm-init (it belongs to the other workspace package, so
-/// cargo does not build it for this package's tests on its own).
+/// The shim binary. It belongs to the other workspace package, so cargo
+/// does not build it for this package's tests; build it once per test run
+/// into a target directory of its own under cargo's scratch space, so the
+/// path is the same whatever profile or `--target` the tests use.
 pub fn shim_bin() -> PathBuf {
-    let path = swarm_init_bin().with_file_name("swarm-shutdown");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shim-build");
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "swarm-shutdown"])
+            .args(["build", "--quiet", "-p", "swarm-shutdown", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build -p swarm-shutdown");
         assert!(status.success(), "cargo build -p swarm-shutdown failed");
     });
-    path
+    target_dir.join("debug").join("swarm-shutdown")
 }
 
 /// True when the test may run: root and a working `unshare` (see
