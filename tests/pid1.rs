@@ -55,6 +55,25 @@ fn start_recorder(dir: &TempDir, extra_args: &[&str], env: &[(&str, &str)]) -> P
     pid1
 }
 
+/// Starts `sh -c "SETUP touch READY; RUN"` under swarm-init and waits until
+/// the main child has passed SETUP (its traps are set) and marked itself ready.
+fn spawn_ready(dir: &TempDir, setup: &str, run: &str, env: &[(&str, &str)]) -> Pid1 {
+    let ready = dir.join("ready");
+    let script = format!("{setup} touch {}; {run}", ready.display());
+    let pid1 = Pid1::spawn(&["--", "sh", "-c", &script], env);
+    assert!(
+        wait_for_file(&ready, LONG),
+        "main child never got ready; log:\n{}",
+        pid1.stderr_text()
+    );
+    pid1
+}
+
+/// The main child's script: sleep until told otherwise.
+const SLEEP: &str = "exec sleep 1000";
+/// The same, as a shell loop, so the shell's own traps stay in force.
+const LOOP: &str = "while :; do sleep 1; done";
+
 /// The signals a user expects forwarded, by number.
 fn forwarded_signals() -> Vec<i32> {
     vec![
@@ -241,15 +260,9 @@ fn shutdown_request_sends_sigterm_first_then_exits_10() {
         return;
     }
     let dir = TempDir::new("usr1");
-    let ready = dir.join("ready");
     let got_term = dir.join("got-term");
-    let script = format!(
-        "trap 'touch {}; exit 0' TERM; touch {}; while :; do sleep 1; done",
-        got_term.display(),
-        ready.display()
-    );
-    let mut pid1 = Pid1::spawn(&["--", "sh", "-c", &script], &[]);
-    assert!(wait_for_file(&ready, LONG));
+    let trap = format!("trap 'touch {}; exit 0' TERM;", got_term.display());
+    let mut pid1 = spawn_ready(&dir, &trap, LOOP, &[]);
     pid1.signal(libc::SIGUSR1);
     assert_eq!(pid1.exit_code(LONG), 10, "{}", pid1.stderr_text());
     assert!(got_term.exists(), "the main child never saw SIGTERM");
@@ -264,13 +277,7 @@ fn shutdown_exit_code_is_configurable() {
         return;
     }
     let dir = TempDir::new("usr1code");
-    let ready = dir.join("ready");
-    let script = format!("touch {}; exec sleep 1000", ready.display());
-    let mut pid1 = Pid1::spawn(
-        &["--", "sh", "-c", &script],
-        &[("SWARM_INIT_SHUTDOWN_EXIT_CODE", "0")],
-    );
-    assert!(wait_for_file(&ready, LONG));
+    let mut pid1 = spawn_ready(&dir, "", SLEEP, &[("SWARM_INIT_SHUTDOWN_EXIT_CODE", "0")]);
     pid1.signal(libc::SIGUSR1);
     assert_eq!(pid1.exit_code(LONG), 0);
 }
@@ -281,16 +288,12 @@ fn term_ignoring_child_is_killed_when_the_grace_period_ends() {
         return;
     }
     let dir = TempDir::new("stubborn");
-    let ready = dir.join("ready");
-    let script = format!(
-        "trap '' TERM; touch {}; while :; do sleep 1; done",
-        ready.display()
-    );
-    let mut pid1 = Pid1::spawn(
-        &["--", "sh", "-c", &script],
+    let mut pid1 = spawn_ready(
+        &dir,
+        "trap '' TERM;",
+        LOOP,
         &[("SWARM_INIT_GRACE_SECONDS", "2")],
     );
-    assert!(wait_for_file(&ready, LONG));
     let start = Instant::now();
     pid1.signal(libc::SIGUSR1);
     assert_eq!(pid1.exit_code(LONG), 10);
@@ -311,16 +314,12 @@ fn second_request_during_the_grace_period_skips_the_rest() {
     }
     for second in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT] {
         let dir = TempDir::new("impatient");
-        let ready = dir.join("ready");
-        let script = format!(
-            "trap '' TERM; touch {}; while :; do sleep 1; done",
-            ready.display()
-        );
-        let mut pid1 = Pid1::spawn(
-            &["--", "sh", "-c", &script],
+        let mut pid1 = spawn_ready(
+            &dir,
+            "trap '' TERM;",
+            LOOP,
             &[("SWARM_INIT_GRACE_SECONDS", "600")],
         );
-        assert!(wait_for_file(&ready, LONG));
         pid1.signal(libc::SIGUSR1);
         assert!(pid1.wait_for_log("sending SIGTERM", LONG));
         pid1.signal(second);
@@ -337,10 +336,7 @@ fn sigterm_to_pid1_stops_a_term_obeying_child_promptly() {
     // What `docker stop` does: SIGTERM to PID 1. The main child (default
     // SIGTERM action) dies, and init follows with its status.
     let dir = TempDir::new("dockerstop");
-    let ready = dir.join("ready");
-    let script = format!("touch {}; exec sleep 1000", ready.display());
-    let mut pid1 = Pid1::spawn(&["--", "sh", "-c", &script], &[]);
-    assert!(wait_for_file(&ready, LONG));
+    let mut pid1 = spawn_ready(&dir, "", SLEEP, &[]);
     pid1.signal(libc::SIGTERM);
     // Well inside the default 10 s grace: nothing waited for a timeout.
     assert_eq!(pid1.exit_code(Duration::from_secs(5)), 143);
@@ -467,10 +463,7 @@ fn idle_pid1_does_not_wake_up() {
         return;
     }
     let dir = TempDir::new("idle");
-    let ready = dir.join("ready");
-    let script = format!("touch {}; exec sleep 1000", ready.display());
-    let pid1 = Pid1::spawn(&["--", "sh", "-c", &script], &[]);
-    assert!(wait_for_file(&ready, LONG));
+    let pid1 = spawn_ready(&dir, "", SLEEP, &[]);
     // Let the exec settle: the child's start-up is not idle time.
     assert!(wait_until(LONG, || {
         pid1.namespace_processes().iter().any(|&p| {
