@@ -7,6 +7,10 @@
 //! into the container, so nothing may be baked in at build time. Supplementary
 //! groups are the user's primary group plus every group of `/etc/group` that
 //! lists the user, which is what `initgroups` computes from those files.
+//!
+//! Root's group (gid 0) is refused like root itself, as the primary group or
+//! a membership: host files with e.g. `chrome-bot:x:1000:0` would otherwise
+//! hand the bot whatever root's group may read or write.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -62,6 +66,14 @@ pub fn parse_groups(text: &str, name: &str, primary: u32) -> Vec<u32> {
     groups
 }
 
+/// The name of group `gid` in group-format `text`, if listed.
+fn group_name(text: &str, gid: u32) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 4 && fields[2].trim().parse::<u32>() == Ok(gid)).then_some(fields[0])
+    })
+}
+
 /// Looks the user up in the given passwd and group files.
 pub fn resolve_in(name: &str, passwd: &Path, group: &Path) -> Result<BotUser, String> {
     let read = |p: &Path| {
@@ -88,9 +100,29 @@ pub fn resolve_in(name: &str, passwd: &Path, group: &Path) -> Result<BotUser, St
              to an unprivileged user"
         ));
     }
+    if gid == 0 {
+        return Err(format!(
+            "bot user {name:?} has primary group 0 (root's group) in {}: the bot must not run \
+             with root's group; give {name:?} a group of its own there or set SWARM_BOT_USER \
+             to another user",
+            passwd.display()
+        ));
+    }
     // Without a group file the user still gets its primary group.
     let groups = match read(group) {
-        Ok(text) => parse_groups(&text, name, gid),
+        Ok(text) => {
+            let groups = parse_groups(&text, name, gid);
+            if groups.contains(&0) {
+                let group_0 = group_name(&text, 0).unwrap_or("root");
+                return Err(format!(
+                    "bot user {name:?} is a member of group {group_0:?} (gid 0, root's group) \
+                     in {}: the bot must not run with root's group; remove {name:?} from that \
+                     group's member list or set SWARM_BOT_USER to another user",
+                    group.display()
+                ));
+            }
+            groups
+        }
         Err(e) => {
             log::warn!("{e}; the bot gets only its primary group {gid}");
             vec![gid]
@@ -121,11 +153,53 @@ fn os_err(what: &str) -> String {
     format!("{what} failed: {}", io::Error::last_os_error())
 }
 
+/// The supplementary groups of this process, as the kernel reports them.
+fn current_groups() -> Result<Vec<u32>, String> {
+    // SAFETY: with size 0, getgroups only counts the groups.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let len = usize::try_from(n).map_err(|_| os_err("getgroups"))?;
+    let mut groups: Vec<libc::gid_t> = vec![0; len];
+    // SAFETY: the buffer holds `n` gids, as the call is told.
+    let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    let got = usize::try_from(got).map_err(|_| os_err("getgroups"))?;
+    groups.truncate(got);
+    Ok(groups)
+}
+
+/// Checks the groups the process has against those it should have: the same
+/// set (the kernel may reorder them), and never root's group.
+fn check_groups(actual: &[u32], intended: &[u32]) -> Result<(), String> {
+    let sorted = |g: &[u32]| {
+        let mut g = g.to_vec();
+        g.sort_unstable();
+        g.dedup();
+        g
+    };
+    if actual.contains(&0) {
+        return Err(format!(
+            "the process still has root's group 0 among its groups {actual:?}"
+        ));
+    }
+    if sorted(actual) != sorted(intended) {
+        return Err(format!(
+            "the process has groups {actual:?} after setgroups, not {intended:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Switches this process to `user` for good: supplementary groups, gid, uid,
 /// then proves root cannot be regained. Any failure leaves the process unfit
 /// to run the bot, so the caller must exit.
 pub fn drop_privileges(user: &BotUser) -> Result<(), String> {
     let fail = |msg: String| format!("cannot switch to bot user {:?}: {msg}", user.name);
+    // resolve() refuses these already; checked again before anything changes.
+    if user.uid == 0 || user.gid == 0 || user.groups.contains(&0) {
+        return Err(fail(format!(
+            "uid {}, gid {}, groups {:?} include root's; refusing to start the bot",
+            user.uid, user.gid, user.groups
+        )));
+    }
     // SAFETY: plain system calls on values we own; each result is checked.
     unsafe {
         if libc::setgroups(user.groups.len(), user.groups.as_ptr()) != 0 {
@@ -159,7 +233,7 @@ pub fn drop_privileges(user: &BotUser) -> Result<(), String> {
             )));
         }
     }
-    Ok(())
+    check_groups(&current_groups().map_err(fail)?, &user.groups).map_err(fail)
 }
 
 /// The bot's environment: swarm-init's own, unchanged (the bot's hooks read
@@ -268,6 +342,174 @@ nogroup:x:65534:
         let u = resolve_in("nobody", &p, &dir.join("no-group-file")).unwrap();
         assert_eq!(u.groups, vec![65534]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn root_group_is_refused() {
+        let dir = std::env::temp_dir().join(format!("swarm-init-group0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p, g) = (dir.join("passwd"), dir.join("group"));
+        std::fs::write(
+            &p,
+            "chrome-bot:x:1000:0:Chrome Bot:/home/chrome-bot:/bin/bash\n\
+             member:x:1001:1001::/home/member:/bin/sh\n\
+             fine:x:1002:1002::/home/fine:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &g,
+            "wheel:x:0:other,member\nmember:x:1001:\nfine:x:1002:\nusers:x:100:fine\n",
+        )
+        .unwrap();
+
+        let e = resolve_in("chrome-bot", &p, &g).unwrap_err();
+        for needle in [
+            "\"chrome-bot\"",
+            "primary group 0",
+            "root's group",
+            "SWARM_BOT_USER",
+        ] {
+            assert!(e.contains(needle), "{needle:?} missing: {e}");
+        }
+        // Primary group 0 is refused even when there is no group file to name it.
+        let e = resolve_in("chrome-bot", &p, &dir.join("no-group-file")).unwrap_err();
+        assert!(e.contains("primary group 0"), "{e}");
+
+        let e = resolve_in("member", &p, &g).unwrap_err();
+        for needle in [
+            "\"member\"",
+            "\"wheel\"",
+            "gid 0",
+            "member list",
+            "SWARM_BOT_USER",
+        ] {
+            assert!(e.contains(needle), "{needle:?} missing: {e}");
+        }
+        assert_eq!(resolve_in("fine", &p, &g).unwrap().groups, vec![1002, 100]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn group_check_wants_the_same_set_without_root() {
+        assert!(check_groups(&[1001, 27, 108], &[1001, 27, 108]).is_ok());
+        // The kernel sorts the list; order does not matter.
+        assert!(check_groups(&[27, 108, 1001], &[1001, 27, 108]).is_ok());
+        assert!(check_groups(&[1001], &[1001, 1001]).is_ok());
+        let e = check_groups(&[0, 1001], &[1001]).unwrap_err();
+        assert!(e.contains("root's group 0"), "{e}");
+        let e = check_groups(&[1001], &[1001, 27]).unwrap_err();
+        assert!(e.contains("not [1001, 27]"), "{e}");
+        assert!(check_groups(&[1001, 27, 5], &[1001, 27]).is_err());
+        // Even if asked for (drop_privileges refuses that earlier), gid 0 fails.
+        assert!(check_groups(&[0], &[0]).is_err());
+    }
+
+    /// Whether the test may switch users; without root it fails under CI.
+    fn have_root() -> bool {
+        if is_root() {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "this test must run as root under CI"
+        );
+        eprintln!("skipped: dropping privileges needs root");
+        false
+    }
+
+    /// Runs `f` in a forked child, since dropping privileges is for good, and
+    /// returns what it reports (or why it did not).
+    fn in_child(f: impl FnOnce() -> String) -> String {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only runs `f` (system calls and allocation, which
+        // glibc keeps usable after fork) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: the write end is ours in the child.
+            let mut out = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+            let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| "the child panicked".to_string());
+            let _ = out.write_all(report.as_bytes());
+            // SAFETY: ends the child without running the parent's cleanups.
+            unsafe { libc::_exit(0) }
+        }
+        // SAFETY: both ends are ours; the write end must close so the read ends.
+        let mut input = unsafe {
+            libc::close(fds[1]);
+            std::fs::File::from_raw_fd(fds[0])
+        };
+        let mut report = String::new();
+        input.read_to_string(&mut report).unwrap();
+        let mut status = 0;
+        // SAFETY: pid is our child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        report
+    }
+
+    fn ids() -> String {
+        let (mut r, mut e, mut s) = (0, 0, 0);
+        let (mut gr, mut ge, mut gs) = (0, 0, 0);
+        // SAFETY: plain queries into locals.
+        unsafe {
+            libc::getresuid(&mut r, &mut e, &mut s);
+            libc::getresgid(&mut gr, &mut ge, &mut gs);
+        }
+        let mut groups = current_groups().unwrap_or_default();
+        groups.sort_unstable();
+        format!("uids {r}/{e}/{s} gids {gr}/{ge}/{gs} groups {groups:?}")
+    }
+
+    #[test]
+    fn dropping_privileges_refuses_root_group_before_changing_anything() {
+        if !have_root() {
+            return;
+        }
+        let before = in_child(ids);
+        for (gid, groups) in [(0, vec![0]), (1001, vec![1001, 0])] {
+            let bad = BotUser {
+                gid,
+                groups,
+                ..user()
+            };
+            let report = in_child(|| match drop_privileges(&bad) {
+                Ok(()) => format!("dropped to {}", ids()),
+                Err(e) => format!("{e}; now {}", ids()),
+            });
+            assert!(report.contains("refusing"), "{report}");
+            assert!(
+                report.ends_with(&before),
+                "ids changed: {report} (before: {before})"
+            );
+        }
+    }
+
+    #[test]
+    fn dropping_privileges_leaves_exactly_the_bot_users_ids() {
+        if !have_root() {
+            return;
+        }
+        let nobody = BotUser {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            home: "/nonexistent".into(),
+            shell: "/usr/sbin/nologin".into(),
+            groups: vec![65534, 4242, 100],
+        };
+        let report = in_child(|| match drop_privileges(&nobody) {
+            Ok(()) => ids(),
+            Err(e) => e,
+        });
+        assert_eq!(
+            report,
+            "uids 65534/65534/65534 gids 65534/65534/65534 groups [100, 4242, 65534]"
+        );
     }
 
     fn user() -> BotUser {
