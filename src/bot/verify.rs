@@ -69,107 +69,54 @@ pub struct StreamReport {
     pub bot_version: [u8; 32],
 }
 
-/// Where the contents of the entries go, in archive order: into the bot
-/// version hash. Buffers travel with the data, so a sink can hash on another
-/// thread without copying.
-pub trait VersionSink {
-    /// A new entry starts.
-    fn entry(&mut self, name: &str, size: u64);
-    /// A buffer to fill (never empty).
-    fn buffer(&mut self) -> Vec<u8>;
-    /// The first `filled` bytes of `buf` are the next content bytes.
-    fn data(&mut self, buf: Vec<u8>, filled: usize);
-    /// A buffer that holds nothing to hash.
-    fn recycle(&mut self, buf: Vec<u8>);
-}
-
 /// The part of the bot version hash that introduces an entry.
-pub fn hash_entry_header(sha: &mut Sha256, name: &str, size: u64) {
+fn hash_entry_header(sha: &mut Sha256, name: &str, size: u64) {
     sha.update(name.chars().count().to_string().as_bytes());
     sha.update(name.as_bytes());
     sha.update(size.to_string().as_bytes());
 }
 
-/// Computes the bot version on the calling thread.
-pub struct Versioner {
+/// Computes the bot version as the entries go by, in archive order.
+struct Versioner {
     sha: Sha256,
     buf: Vec<u8>,
-    buf_size: usize,
 }
 
 impl Versioner {
-    pub fn new(buf_size: usize) -> Versioner {
-        let buf_size = buf_size.max(1);
+    fn new(buf_size: usize) -> Versioner {
         Versioner {
             sha: Sha256::new(),
-            buf: vec![0; buf_size],
-            buf_size,
+            buf: vec![0; buf_size.max(1)],
         }
     }
 
-    pub fn finish(self) -> [u8; 32] {
+    fn finish(self) -> [u8; 32] {
         self.sha.finalize().into()
     }
 }
 
-impl VersionSink for Versioner {
-    fn entry(&mut self, name: &str, size: u64) {
-        hash_entry_header(&mut self.sha, name, size);
-    }
-
-    fn buffer(&mut self) -> Vec<u8> {
-        match std::mem::take(&mut self.buf) {
-            b if b.is_empty() => vec![0; self.buf_size],
-            b => b,
-        }
-    }
-
-    fn data(&mut self, buf: Vec<u8>, filled: usize) {
-        self.sha.update(&buf[..filled]);
-        self.buf = buf;
-    }
-
-    fn recycle(&mut self, buf: Vec<u8>) {
-        self.buf = buf;
-    }
-}
-
-/// Reads one entry to its end, feeding `sink`; the zip crate checks the
-/// CRC-32 when the end is reached. Returns the bytes read. Each buffer is
-/// filled before it goes to the sink (a decompressor returns a little at a
-/// time), so a sink on another thread gets few, large handovers.
+/// Reads one entry to its end, hashing its content into the bot version; the
+/// zip crate checks the CRC-32 when the end is reached. Returns the bytes read.
 fn read_entry(
     entry: &mut impl Read,
     name: &str,
     declared: u64,
-    sink: &mut impl VersionSink,
+    version: &mut Versioner,
 ) -> Result<u64, String> {
-    sink.entry(name, declared);
+    hash_entry_header(&mut version.sha, name, declared);
     let mut got: u64 = 0;
-    let mut at_end = false;
-    while !at_end {
-        let mut buf = sink.buffer();
-        let mut filled = 0;
-        while filled < buf.len() {
-            match entry.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    at_end = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("zip entry {name:?} is corrupt: {e}")),
-            }
-        }
-        got += filled as u64;
+    loop {
+        let n = match entry.read(&mut version.buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("zip entry {name:?} is corrupt: {e}")),
+        };
+        got += n as u64;
         if got > declared {
             break;
         }
-        if filled == 0 {
-            sink.recycle(buf);
-        } else {
-            sink.data(buf, filled);
-        }
+        version.sha.update(&version.buf[..n]);
     }
     if got != declared {
         return Err(format!(
@@ -296,18 +243,15 @@ impl<R: Read> Read for Counting<R> {
 
 /// Verifies the local entries of a zip as its bytes stream in (while it is
 /// still downloading): each entry is decompressed with its CRC-32 checked and
-/// its content handed to `sink`. Stops at the central directory. Its result
-/// stands only once [`check_central`] confirms that the central directory,
-/// which is what Python reads, lists exactly these entries. Returns the
-/// entries and their total uncompressed size.
-pub fn verify_stream_into<R: Read>(
-    reader: R,
-    sink: &mut impl VersionSink,
-) -> Result<(Vec<EntryMeta>, u64), String> {
+/// its content hashed into the bot version. Stops at the central directory.
+/// Its result stands only once [`check_central`] confirms that the central
+/// directory, which is what Python reads, lists exactly these entries.
+pub fn verify_stream<R: Read>(reader: R, buf_size: usize) -> Result<StreamReport, String> {
     let mut stream = Counting {
         inner: reader,
         pos: 0,
     };
+    let mut version = Versioner::new(buf_size);
     let mut entries = Vec::new();
     let mut total: u64 = 0;
     loop {
@@ -326,22 +270,13 @@ pub fn verify_stream_into<R: Read>(
             size: entry.size(),
             method: entry.compression(),
         };
-        let got = read_entry(&mut entry, &meta.name, meta.size, sink)?;
+        let got = read_entry(&mut entry, &meta.name, meta.size, &mut version)?;
         total = total.saturating_add(got);
         entries.push(meta);
     }
-    Ok((entries, total))
-}
-
-/// [`verify_stream_into`] with the bot version computed on this thread (the
-/// fetch computes it on a thread of its own).
-#[cfg(test)]
-pub fn verify_stream<R: Read>(reader: R, buf_size: usize) -> Result<StreamReport, String> {
-    let mut version = Versioner::new(buf_size);
-    let (entries, uncompressed_bytes) = verify_stream_into(reader, &mut version)?;
     Ok(StreamReport {
         entries,
-        uncompressed_bytes,
+        uncompressed_bytes: total,
         bot_version: version.finish(),
     })
 }
