@@ -81,11 +81,7 @@ fn run() -> i32 {
             }
             // As PID 1 (`docker run IMAGE fetch`) the kernel would drop
             // SIGTERM and SIGINT sent to us: supervise the fetch instead.
-            log::info!(
-                "swarm-init {} starting as pid 1 in fetch mode",
-                env!("CARGO_PKG_VERSION")
-            );
-            return supervisor::run(&settings, spawn::Work::Fetch);
+            return supervisor::run(&settings, spawn::Work::Fetch, "fetch mode");
         }
         Command::Supervise {
             program,
@@ -100,29 +96,21 @@ fn run() -> i32 {
     settings.forward_to_group |= forward_to_group;
     logging::init(settings.log_level);
 
-    let work = match program {
+    let (work, mode) = match program {
         Some(argv) => {
-            log::info!(
-                "swarm-init {} starting as pid {} in generic mode: {}",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                argv.iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            spawn::Work::Exec(argv)
+            let command_line = argv
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (
+                spawn::Work::Exec(argv),
+                format!("generic mode: {command_line}"),
+            )
         }
-        None => {
-            log::info!(
-                "swarm-init {} starting as pid {} in bot mode",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id()
-            );
-            spawn::Work::BootBot
-        }
+        None => (spawn::Work::BootBot, "bot mode".to_string()),
     };
-    supervisor::run(&settings, work)
+    supervisor::run(&settings, work, &mode)
 }
 
 fn config_error(message: &str) -> i32 {

@@ -19,6 +19,7 @@ use crate::{exit_code, shutdown_request};
 use std::time::{Duration, Instant};
 
 /// Why supervision ended.
+#[derive(Clone, Copy)]
 enum Stop {
     MainChildEnded(Ended),
     ShutdownRequested,
@@ -29,8 +30,9 @@ enum Stop {
 /// take longer; PID 1 then exits anyway rather than wedge the container.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs swarm-init as an init; returns the exit code for PID 1.
-pub fn run(settings: &Settings, work: Work) -> i32 {
+/// Runs swarm-init as an init; returns the exit code for PID 1. `mode` says
+/// what the main child does, for the start-up log line.
+pub fn run(settings: &Settings, work: Work, mode: &str) -> i32 {
     let scope = Scope::current();
     if let Scope::Descendants { own_pid } = scope {
         // Not PID 1 (under another init, or in a shell): become a subreaper
@@ -59,18 +61,31 @@ pub fn run(settings: &Settings, work: Work) -> i32 {
             return exit_code::OS_ERROR;
         }
     };
-    log::info!("main child started as pid {main_child}");
+    // Logged after the fork, so that the child is already on its way.
+    log::info!(
+        "swarm-init {} starting as pid {} in {mode}; main child is pid {main_child}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
     crate::memory::release_startup_pages();
 
     let stop = supervise(settings, main_child, &supervised);
-    let (exit_code, still_running) = match stop {
+    let exit_code = match stop {
+        Stop::MainChildEnded(ended) => ended.exit_code(),
+        Stop::ShutdownRequested => settings.shutdown_exit_code,
+    };
+    match stop {
+        // The common end: the main child exited and left nothing behind.
+        Stop::MainChildEnded(ended) if reaper::sweep(0).none_left => {
+            log::info!("main child {ended}; exiting with code {exit_code}");
+            return exit_code;
+        }
         Stop::MainChildEnded(ended) => {
             log::info!("main child {ended}");
-            (ended.exit_code(), None)
+            tear_down(settings, scope, None, &supervised);
         }
-        Stop::ShutdownRequested => (settings.shutdown_exit_code, Some(main_child)),
-    };
-    tear_down(settings, scope, still_running, &supervised);
+        Stop::ShutdownRequested => tear_down(settings, scope, Some(main_child), &supervised),
+    }
     log::info!("exiting with code {exit_code}");
     exit_code
 }

@@ -152,7 +152,7 @@ fn configuration_errors_exit_before_starting_anything() {
         let log = pid1.stderr_text();
         assert_eq!(log.lines().count(), 1, "one clear line: {log}");
         assert!(log.contains(name), "{log}");
-        assert!(!log.contains("main child started"), "{log}");
+        assert!(!log.contains("main child is pid"), "{log}");
     }
 }
 
@@ -395,7 +395,7 @@ fn fetch_as_pid1_still_answers_sigterm() {
         ],
     );
     assert!(
-        pid1.wait_for_log("main child started", LONG),
+        pid1.wait_for_log("main child is pid", LONG),
         "{}",
         pid1.stderr_text()
     );
