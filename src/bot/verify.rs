@@ -61,6 +61,21 @@ pub struct EntryMeta {
     pub method: zip::CompressionMethod,
 }
 
+impl EntryMeta {
+    /// The facts of `entry`, whose local header starts at `offset`.
+    fn of<R: Read + ?Sized>(entry: &zip::read::ZipFile<'_, R>, offset: u64) -> EntryMeta {
+        EntryMeta {
+            offset,
+            name_raw: entry.name_raw().to_vec(),
+            name: entry.name().to_string(),
+            crc32: entry.crc32(),
+            compressed_size: entry.compressed_size(),
+            size: entry.size(),
+            method: entry.compression(),
+        }
+    }
+}
+
 /// What a streaming pass over the local entries found.
 #[derive(Debug)]
 pub struct StreamReport {
@@ -261,15 +276,7 @@ pub fn verify_stream<R: Read>(reader: R, buf_size: usize) -> Result<StreamReport
             Ok(None) => break,
             Err(e) => return Err(format!("local entry at offset {offset}: {e}")),
         };
-        let meta = EntryMeta {
-            offset,
-            name_raw: entry.name_raw().to_vec(),
-            name: entry.name().to_string(),
-            crc32: entry.crc32(),
-            compressed_size: entry.compressed_size(),
-            size: entry.size(),
-            method: entry.compression(),
-        };
+        let meta = EntryMeta::of(&entry, offset);
         let got = read_entry(&mut entry, &meta.name, meta.size, &mut version)?;
         total = total.saturating_add(got);
         entries.push(meta);
@@ -302,15 +309,7 @@ pub fn check_central<R: Read + Seek>(reader: R, seen: &StreamReport) -> Result<Z
         let entry = archive
             .by_index_raw(index)
             .map_err(|e| format!("zip entry #{index} cannot be read: {e}"))?;
-        let got = EntryMeta {
-            offset: entry.header_start(),
-            name_raw: entry.name_raw().to_vec(),
-            name: entry.name().to_string(),
-            crc32: entry.crc32(),
-            compressed_size: entry.compressed_size(),
-            size: entry.size(),
-            method: entry.compression(),
-        };
+        let got = EntryMeta::of(&entry, entry.header_start());
         if &got != want {
             return Err(format!(
                 "central directory entry #{index} differs from its local header"
