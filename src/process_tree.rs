@@ -30,19 +30,18 @@ impl Scope {
         }
     }
 
-    /// Sends `signo` to every process in scope; returns how many were
-    /// signalled (for `Namespace`, 1 means "at least one").
-    pub fn signal_all(self, signo: i32) -> usize {
+    /// Sends `signo` to every process in scope.
+    pub fn signal_all(self, signo: i32) {
         match self {
             Scope::Namespace => {
                 // SAFETY: only reached when getpid() == 1 (see `current`).
-                let rc = unsafe { libc::kill(-1, signo) };
-                usize::from(rc == 0)
+                // ESRCH just means nobody else is left.
+                unsafe { libc::kill(-1, signo) };
             }
             Scope::Descendants { own_pid } => {
                 // A descendant may fork while we walk; a second pass catches
                 // children born during the first. Bounded, never a loop.
-                let mut signalled = Vec::new();
+                let mut signalled = HashSet::new();
                 for _ in 0..3 {
                     let fresh: Vec<i32> = descendants(own_pid)
                         .into_iter()
@@ -52,13 +51,12 @@ impl Scope {
                         break;
                     }
                     for pid in fresh {
-                        // SAFETY: pid > 1, a descendant of ours.
-                        if unsafe { libc::kill(pid, signo) } == 0 {
-                            signalled.push(pid);
-                        }
+                        // SAFETY: pid > 1, a descendant of ours. A pid that
+                        // is already gone is simply not found next pass.
+                        unsafe { libc::kill(pid, signo) };
+                        signalled.insert(pid);
                     }
                 }
-                signalled.len()
             }
         }
     }
