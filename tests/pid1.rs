@@ -431,17 +431,8 @@ mv {dir}/tmp {result}
         dir = dir.path().display(),
         result = result.display()
     );
-    let status = std::process::Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+    let status = common::in_new_pid_namespace()
+        .args(["sh", "-c", &script])
         .env("SWARM_INIT_GRACE_SECONDS", "5")
         .output()
         .unwrap();

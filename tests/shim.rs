@@ -122,9 +122,8 @@ impl Setup {
         std::fs::create_dir(&out).unwrap();
         let _ = std::fs::remove_file(self.request_path());
         let uid_arg = uid.map_or("-".to_owned(), |u| u.to_string());
-        let mut command = Command::new("unshare");
+        let mut command = common::in_new_pid_namespace();
         command
-            .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"])
             .args(["python3", "-c", TEST_PID1_PY])
             .arg(&out)
             .arg(comm)

@@ -43,6 +43,14 @@ pub fn shim_bin() -> PathBuf {
     target_dir.join("debug").join("swarm-shutdown")
 }
 
+/// `unshare` set up to run what follows as PID 1 of a fresh PID namespace
+/// with its own /proc; the namespace dies with the unshare process.
+pub fn in_new_pid_namespace() -> Command {
+    let mut command = Command::new("unshare");
+    command.args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"]);
+    command
+}
+
 /// True when the test may run: root and a working `unshare` (see
 /// [`require`] for what happens otherwise).
 pub fn require_root_and_unshare() -> bool {
@@ -52,17 +60,7 @@ pub fn require_root_and_unshare() -> bool {
         if unsafe { libc::geteuid() } != 0 {
             return Err("not running as root".into());
         }
-        match Command::new("unshare")
-            .args([
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "--",
-                "true",
-            ])
-            .status()
-        {
+        match in_new_pid_namespace().arg("true").status() {
             Ok(s) if s.success() => Ok(()),
             Ok(s) => Err(format!(
                 "`unshare --pid --fork --mount-proc true` failed: {s}"
@@ -136,9 +134,8 @@ impl Pid1 {
     }
 
     pub fn spawn_with(args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Pid1 {
-        let mut command = Command::new("unshare");
+        let mut command = in_new_pid_namespace();
         command
-            .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"])
             .arg(swarm_init_bin())
             .args(args)
             .env_clear()
